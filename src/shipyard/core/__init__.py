@@ -1,0 +1,1 @@
+"""Pure logic shared by every layer above it (see README.md)."""

@@ -1,0 +1,132 @@
+"""Every error shipyard raises, with the HTTP status and stable code it maps to.
+
+::
+
+    ShipyardError                       500 internal
+    ├── InvalidInput                    400 invalid_input       a value from the user is wrong
+    │   └── InvalidURI                  400 invalid_uri         a model URI has an unknown form
+    ├── Unauthorized                    401 unauthorized        a write/admin call without a valid token
+    ├── NotFound                        404 not_found
+    │   ├── ModelNotFound               404 model_not_found
+    │   ├── VersionNotFound             404 version_not_found
+    │   ├── AliasNotFound               404 alias_not_found
+    │   └── RunNotFound                 404 run_not_found
+    ├── Conflict                        409 conflict            the request clashes with current state
+    ├── ArtifactCorrupted               500 artifact_corrupted  a stored file fails its sha256 check
+    ├── MissingDependency               500 missing_dependency  an optional extra is not installed
+    └── StorageUnavailable              503 storage_unavailable a database or object store cannot be reached
+
+Messages name the thing, the bad value and what is allowed, so that the CLI can print them as one
+line and the server can return them as ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ShipyardError(Exception):
+    """Base class of every shipyard error."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ShipyardError):
+    """A value given by the user is not acceptable; ``field`` names it when known."""
+
+    status = 400
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidURI(InvalidInput):
+    status = 400
+    code = "invalid_uri"
+
+
+class Unauthorized(ShipyardError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ShipyardError):
+    status = 404
+    code = "not_found"
+
+
+def _known(kind: str, names: Iterable[str]) -> str:
+    listed = sorted(names)
+    if not listed:
+        return f"there are no {kind} yet"
+    return f"known {kind}: {', '.join(listed)}"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(f"model {name!r} not found; {_known('models', known)}")
+        self.name = name
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+    def __init__(self, name: str, version: int, known: Iterable[int]) -> None:
+        versions = [str(v) for v in sorted(known)]
+        super().__init__(
+            f"model {name!r} has no version {version}; "
+            f"versions: {', '.join(versions) if versions else 'none'}"
+        )
+        self.name = name
+        self.version = version
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+    def __init__(self, name: str, alias: str, known: Iterable[str]) -> None:
+        super().__init__(f"model {name!r} has no alias {alias!r}; {_known('aliases', known)}")
+        self.name = name
+        self.alias = alias
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} not found")
+        self.run_id = run_id
+
+
+class Conflict(ShipyardError):
+    status = 409
+    code = "conflict"
+
+
+class ArtifactCorrupted(ShipyardError):
+    status = 500
+    code = "artifact_corrupted"
+
+
+class MissingDependency(ShipyardError):
+    status = 500
+    code = "missing_dependency"
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed; install it with: pip install 'shipyard[{extra}]'")
+        self.package = package
+        self.extra = extra
+
+
+class StorageUnavailable(ShipyardError):
+    status = 503
+    code = "storage_unavailable"

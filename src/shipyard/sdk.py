@@ -1,0 +1,103 @@
+"""The Python SDK's module-level functions, acting on the workspace the environment describes.
+
+``shipyard.start_run(...)`` and friends use one default :class:`Workspace` built from
+``SHIPYARD_*`` settings on first use; create a :class:`Workspace` yourself to work with several.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from shipyard.flavors.base import LoadedModel
+from shipyard.records import AliasEvent, Lineage, ModelVersion
+from shipyard.settings import Settings
+from shipyard.tracking import ActiveRun
+from shipyard.tracking import seed_everything as _seed_everything
+from shipyard.workspace import Workspace
+
+_default: Workspace | None = None
+_default_lock = threading.Lock()
+
+
+def workspace() -> Workspace:
+    """The default workspace (from ``SHIPYARD_*`` environment variables), opened once."""
+    global _default  # noqa: PLW0603 - the process-wide default, like logging's root logger
+    with _default_lock:
+        if _default is None:
+            _default = Workspace(Settings())
+        return _default
+
+
+def use_workspace(ws: Workspace | None) -> None:
+    """Make ``ws`` the default workspace (None: rebuild from the environment on next use)."""
+    global _default  # noqa: PLW0603
+    with _default_lock:
+        _default = ws
+
+
+def seed_everything(seed: int) -> int:
+    """Seed ``random``, NumPy and torch (when imported); runs record the seed."""
+    return _seed_everything(seed)
+
+
+def start_run(
+    experiment: str, *, name: str | None = None, tags: Mapping[str, str] | None = None
+) -> ActiveRun:
+    """Start a tracked run; use it as a context manager so that a failure is recorded."""
+    return workspace().start_run(experiment, name=name, tags=tags)
+
+
+def register_model(
+    name: str,
+    model: Any,
+    *,
+    input_example: Any,
+    run: ActiveRun | str | None = None,
+    flavor: str | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> ModelVersion:
+    """Register ``model`` as the next version of ``name``; returns the new version."""
+    return workspace().register_model(
+        name,
+        model,
+        input_example=input_example,
+        run=run,
+        flavor=flavor,
+        description=description,
+        tags=tags,
+    )
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (verified, cached per version)."""
+    return workspace().load_model(uri)
+
+
+def set_alias(name: str, alias: str, version: int, *, reason: str | None = None) -> AliasEvent:
+    return workspace().registry.set_alias(name, alias, version, reason=reason)
+
+
+def rollback(name: str, alias: str, *, reason: str | None = None) -> AliasEvent:
+    """Move ``alias`` back to the version it pointed at before."""
+    return workspace().registry.rollback(name, alias, reason=reason)
+
+
+def alias_history(name: str, alias: str | None = None) -> list[AliasEvent]:
+    return workspace().registry.alias_history(name, alias)
+
+
+def alias_version_at(name: str, alias: str, at: datetime) -> int | None:
+    """Which version ``alias`` pointed at, at time ``at``."""
+    return workspace().registry.alias_version_at(name, alias, at)
+
+
+def get_model_version(uri: str) -> ModelVersion:
+    return workspace().registry.resolve(uri)
+
+
+def lineage(uri: str) -> Lineage:
+    return workspace().lineage(uri)

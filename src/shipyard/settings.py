@@ -1,0 +1,42 @@
+"""The one typed settings object, read from ``SHIPYARD_*`` environment variables at the edges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where a workspace keeps its metadata and artifacts.
+
+    ``database_url`` defaults to a SQLite file in ``home`` and ``artifacts_url`` to a folder in
+    ``home``; either may point at PostgreSQL / an S3 bucket instead.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
+
+    home: Path = Path(".shipyard")
+    database_url: str | None = None
+    artifacts_url: str | None = None
+    s3_endpoint_url: str | None = None
+    user: str | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'shipyard.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or str(self.home / "artifacts")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of remote artifacts, verified before use."""
+        return self.home / "cache"

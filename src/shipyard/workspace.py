@@ -1,0 +1,160 @@
+"""A workspace: the metadata DB, the artifact store and the services built on them.
+
+This is the edge where :class:`~shipyard.settings.Settings` become objects; everything below gets
+what it needs passed in.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard.core.identifiers import ModelRef, parse_model_uri
+from shipyard.core.signature import Signature, infer_signature
+from shipyard.errors import InvalidInput
+from shipyard.flavors import flavor_for, get_flavor
+from shipyard.flavors.base import LoadedModel
+from shipyard.records import Lineage, ModelVersion
+from shipyard.registry import Registry
+from shipyard.settings import Settings
+from shipyard.storage.artifacts import ArtifactStore, open_artifact_store
+from shipyard.storage.database import Database, open_database
+from shipyard.tracking import ActiveRun, Tracker
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+EXAMPLE_PARQUET = "input_example.parquet"
+EXAMPLE_NPY = "input_example.npy"
+
+
+class Workspace:
+    """Everything one ``SHIPYARD_HOME`` / database / artifact store holds."""
+
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        self.settings = settings
+        self.user = settings.user or _current_user()
+        self.database: Database = open_database(settings.resolved_database_url, migrate=migrate)
+        self.store: ArtifactStore = open_artifact_store(
+            settings.resolved_artifacts_url,
+            cache_dir=settings.cache_dir,
+            s3_endpoint_url=settings.s3_endpoint_url,
+        )
+        self.tracker = Tracker(self.database, self.store, user=self.user)
+        self.registry = Registry(self.database, self.store, user=self.user)
+        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self._load_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.database.close()
+
+    # ----------------------------------------------------------------- runs
+    def start_run(
+        self,
+        experiment: str,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ActiveRun:
+        return self.tracker.start_run(experiment, name=name, tags=tags)
+
+    # ------------------------------------------------------------- registry
+    def register_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        input_example: Any,
+        run: ActiveRun | str | None = None,
+        flavor: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:
+        """Save ``model`` with its flavor, infer its signature from ``input_example`` (checking
+        that the saved model loads back and predicts on it), and register the next version."""
+        if input_example is None:
+            raise InvalidInput(
+                "input_example is required: it defines the model's signature and warms it up "
+                "when served",
+                field="input_example",
+            )
+        chosen = get_flavor(flavor) if flavor is not None else flavor_for(model)
+        signature = infer_signature(input_example)
+        batch = signature.coerce(input_example)
+        with tempfile.TemporaryDirectory(prefix="shipyard-register-") as folder:
+            root = Path(folder)
+            (root / MODEL_DIR).mkdir()
+            options = chosen.save(model, root / MODEL_DIR)
+            loaded = chosen.load(root / MODEL_DIR, options)
+            signature = signature.with_outputs(chosen.predict(loaded, batch))
+            if batch.columns is not None:
+                batch.frame().to_parquet(root / EXAMPLE_PARQUET, index=False)
+            else:
+                assert batch.tensor is not None
+                np.save(root / EXAMPLE_NPY, batch.tensor, allow_pickle=False)
+            return self.registry.register(
+                name,
+                source=root,
+                flavor=chosen.name,
+                flavor_options=options,
+                signature=signature.to_dict(),
+                run_id=run.run_id if isinstance(run, ActiveRun) else run,
+                description=description,
+                tags=tags,
+            )
+
+    def load_model(self, uri: str | ModelRef) -> LoadedModel:
+        """Load a model version by URI; each version is loaded (and verified) once per workspace."""
+        ref = parse_model_uri(uri) if isinstance(uri, str) else uri
+        number = self.registry.resolve_number(ref)
+        key = (ref.name, number)
+        cached = self._loaded.get(key)
+        if cached is not None:
+            return cached
+        with self._load_lock:
+            cached = self._loaded.get(key)
+            if cached is None:
+                cached = self._load_version(self.registry.get_version(ref.name, number))
+                self._loaded[key] = cached
+            return cached
+
+    def _load_version(self, version: ModelVersion) -> LoadedModel:
+        path = self.registry.local_path(version)  # verifies every file's sha256
+        flavor = get_flavor(version.flavor)
+        model = flavor.load(path / MODEL_DIR, dict(version.flavor_options))
+        logger.info("loaded %s (%s)", version.uri, version.flavor)
+        return LoadedModel(
+            name=version.name,
+            version=version.version,
+            flavor=flavor,
+            model=model,
+            signature=Signature.from_dict(version.signature),
+        )
+
+    def input_example(self, version: ModelVersion) -> Any:
+        """The input example stored with a version (a DataFrame, or an array for tensors)."""
+        path = self.registry.local_path(version)
+        if (path / EXAMPLE_PARQUET).exists():
+            return pd.read_parquet(path / EXAMPLE_PARQUET)
+        return np.load(path / EXAMPLE_NPY, allow_pickle=False)
+
+    def lineage(self, uri: str) -> Lineage:
+        """A version with the run that produced it: params, metrics, datasets, code version."""
+        version = self.registry.resolve(uri)
+        run = self.tracker.get_run(version.run_id) if version.run_id else None
+        return Lineage(version=version, run=run)
+
+
+def _current_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
