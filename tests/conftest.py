@@ -24,9 +24,7 @@ import sqlalchemy as sa
 
 from shipyard import Settings, Workspace
 
-POSTGRES_URL = os.environ.get(
-    "SHIPYARD_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("SHIPYARD_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -44,7 +42,7 @@ def postgres_server() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means the server is not usable
+    except Exception as exc:
         service_missing(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
     return POSTGRES_URL
 

@@ -5,16 +5,16 @@
     ShipyardError                       500 internal
     ├── InvalidInput                    400 invalid_input       a value from the user is wrong
     │   └── InvalidURI                  400 invalid_uri         a model URI has an unknown form
-    ├── Unauthorized                    401 unauthorized        a write/admin call without a valid token
+    ├── Unauthorized                    401 unauthorized        write/admin call without a token
     ├── NotFound                        404 not_found
     │   ├── ModelNotFound               404 model_not_found
     │   ├── VersionNotFound             404 version_not_found
     │   ├── AliasNotFound               404 alias_not_found
     │   └── RunNotFound                 404 run_not_found
-    ├── Conflict                        409 conflict            the request clashes with current state
+    ├── Conflict                        409 conflict            clashes with the current state
     ├── ArtifactCorrupted               500 artifact_corrupted  a stored file fails its sha256 check
     ├── MissingDependency               500 missing_dependency  an optional extra is not installed
-    └── StorageUnavailable              503 storage_unavailable a database or object store cannot be reached
+    └── StorageUnavailable              503 storage_unavailable database or object store unreachable
 
 Messages name the thing, the bad value and what is allowed, so that the CLI can print them as one
 line and the server can return them as ``{"error": message}``.
@@ -122,7 +122,9 @@ class MissingDependency(ShipyardError):
     code = "missing_dependency"
 
     def __init__(self, package: str, extra: str) -> None:
-        super().__init__(f"{package} is not installed; install it with: pip install 'shipyard[{extra}]'")
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'shipyard[{extra}]'"
+        )
         self.package = package
         self.extra = extra
 

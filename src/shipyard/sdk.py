@@ -24,7 +24,7 @@ _default_lock = threading.Lock()
 
 def workspace() -> Workspace:
     """The default workspace (from ``SHIPYARD_*`` environment variables), opened once."""
-    global _default  # noqa: PLW0603 - the process-wide default, like logging's root logger
+    global _default
     with _default_lock:
         if _default is None:
             _default = Workspace(Settings())
@@ -33,7 +33,7 @@ def workspace() -> Workspace:
 
 def use_workspace(ws: Workspace | None) -> None:
     """Make ``ws`` the default workspace (None: rebuild from the environment on next use)."""
-    global _default  # noqa: PLW0603
+    global _default
     with _default_lock:
         _default = ws
 

@@ -10,7 +10,7 @@ from shipyard.records import AliasEvent
 
 
 def version_at(events: Sequence[AliasEvent], at: datetime) -> int | None:
-    """The version the alias pointed at, at time ``at`` (None if unset then). Events oldest first."""
+    """The version the alias pointed at, at time ``at`` (None if unset). Events oldest first."""
     current: int | None = None
     for event in events:
         if event.at > at:
@@ -22,9 +22,9 @@ def version_at(events: Sequence[AliasEvent], at: datetime) -> int | None:
 def rollback_target(events: Sequence[AliasEvent]) -> int:
     """The version a rollback moves the alias to: undo the latest assignment still in force.
 
-    Assignments form a stack: ``set`` and ``delete`` push, a ``rollback`` pops back to the version it
-    restored, so repeated rollbacks walk back through earlier versions (3 → 2 → 1). Deleted states
-    and repeats of the current version are skipped. Events are oldest first.
+    Assignments form a stack: ``set`` and ``delete`` push, a ``rollback`` pops back to the
+    version it restored, so repeated rollbacks walk back through earlier versions (3 → 2 → 1).
+    Deleted states and repeats of the current version are skipped. Events are oldest first.
     """
     stack: list[int | None] = []
     for event in events:

@@ -69,8 +69,10 @@ def describe_dataset(data: Any) -> tuple[str, dict[str, str], int]:
         flat = array.reshape(array.shape[0], -1)
         columns: dict[str, Any] = {str(i): flat[:, i] for i in range(flat.shape[1])}
         shape = "x".join(str(s) for s in array.shape[1:])
-        return fingerprint_columns(columns), {"tensor": f"{signature.inputs.dtype}[{shape}]"}, len(
-            array
+        return (
+            fingerprint_columns(columns),
+            {"tensor": f"{signature.inputs.dtype}[{shape}]"},
+            len(array),
         )
     columns = as_columns(data)
     schema = {c.name: c.dtype for c in signature.inputs}

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from shipyard.errors import InvalidInput, InvalidURI
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_URI = re.compile(
-    r"(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))"
-)
+_URI = re.compile(r"(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))")
 URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS, NAME/VERSION or NAME@ALIAS"
 
 
@@ -37,7 +35,7 @@ def validate_alias(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ModelRef:
-    """A parsed model URI: exactly one of ``version``, ``alias`` or ``latest`` selects the version."""
+    """A parsed model URI: a ``version``, an ``alias``, or neither (the latest version)."""
 
     name: str
     version: int | None = None
@@ -57,10 +55,16 @@ def parse_model_uri(uri: str) -> ModelRef:
     """Parse ``models:/churn/3``, ``models:/churn@production``, ``churn/latest`` and the like."""
     match = _URI.fullmatch(uri.strip()) if isinstance(uri, str) else None
     if match is None:
-        raise InvalidURI(f"model URI {uri!r} is not valid; accepted forms: {URI_FORMS}", field="uri")
-    name = validate_name(match["name"], what="model name")
-    if match["alias"] is not None:
-        return ModelRef(name, alias=validate_alias(match["alias"]))
+        raise InvalidURI(
+            f"model URI {uri!r} is not valid; accepted forms: {URI_FORMS}", field="uri"
+        )
+    try:
+        name = validate_name(match["name"], what="model name")
+        alias = None if match["alias"] is None else validate_alias(match["alias"])
+    except InvalidInput as exc:
+        raise InvalidURI(f"{exc.message} (accepted forms: {URI_FORMS})", field="uri") from exc
+    if alias is not None:
+        return ModelRef(name, alias=alias)
     version = match["version"]
     if version == "latest":
         return ModelRef(name)

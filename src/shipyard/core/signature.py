@@ -44,8 +44,9 @@ def _column_dtype(values: Any) -> str:
             return "datetime64[ns]"
         if values.dtype.kind in _NUMERIC_KINDS:
             return str(values.dtype.name)
-        if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
-            return dtype_name(np.dtype(values.dtype.numpy_dtype))
+        numpy_dtype = getattr(values.dtype, "numpy_dtype", None)
+        if numpy_dtype is not None:  # pandas nullable Int64 / Float64 / boolean
+            return dtype_name(np.dtype(numpy_dtype))
     return dtype_name(np.asarray(values).dtype)
 
 
@@ -200,9 +201,7 @@ def as_columns(data: Any, expected: Sequence[str] | None = None) -> dict[str, An
     )
 
 
-def _coerce_columns(
-    specs: tuple[ColumnSpec, ...], columns: dict[str, Any], extra: Extra
-) -> Batch:
+def _coerce_columns(specs: tuple[ColumnSpec, ...], columns: dict[str, Any], extra: Extra) -> Batch:
     missing = [s.name for s in specs if s.name not in columns]
     if missing:
         raise InvalidInput(
@@ -258,12 +257,15 @@ def _coerce_values(spec: ColumnSpec, raw: Any) -> np.ndarray[Any, Any]:
             return values
     elif kind in "fiub":
         target = np.dtype(expected)
-        if target.kind in "iu" and kind == "f":
-            if not np.all(np.isfinite(values)) or not np.all(np.mod(values, 1) == 0):
-                raise InvalidInput(
-                    f"column {spec.name!r} expects {expected} but got non-integer floats",
-                    field=spec.name,
-                )
+        if (
+            target.kind in "iu"
+            and kind == "f"
+            and not (np.all(np.isfinite(values)) and np.all(np.mod(values, 1) == 0))
+        ):
+            raise InvalidInput(
+                f"column {spec.name!r} expects {expected} but got non-integer floats",
+                field=spec.name,
+            )
         return values.astype(target, copy=False)
     elif kind == "O":
         try:

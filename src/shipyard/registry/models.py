@@ -132,7 +132,7 @@ class Registry:
             return [_load_version(conn, name, v) for v in numbers]
 
     def resolve(self, uri: str | ModelRef) -> ModelVersion:
-        """The version a URI names: ``models:/churn/3``, ``models:/churn@production``, ``churn/latest``."""
+        """The version a URI names: ``models:/churn/3``, ``models:/churn@production``…"""
         ref = parse_model_uri(uri) if isinstance(uri, str) else uri
         with self.database.read() as conn:
             return _load_version(conn, ref.name, _resolve_number(conn, ref))
@@ -188,7 +188,9 @@ class Registry:
             _lock_model(conn, name)
             if version is None:
                 table = schema.registered_models
-                conn.execute(table.update().where(table.c.name == name).values(description=description))
+                conn.execute(
+                    table.update().where(table.c.name == name).values(description=description)
+                )
             else:
                 _load_version(conn, name, version)
                 mv = schema.model_versions
@@ -211,7 +213,9 @@ class Registry:
             else:
                 _load_version(conn, name, version)
                 table = schema.version_tags
-                match = sa.and_(table.c.name == name, table.c.version == version, table.c.key == key)
+                match = sa.and_(
+                    table.c.name == name, table.c.version == version, table.c.key == key
+                )
                 row = {"name": name, "version": version, "key": key, "value": str(value)}
             conn.execute(table.delete().where(match))
             conn.execute(table.insert().values(**row))
@@ -220,7 +224,7 @@ class Registry:
     def set_alias(
         self, name: str, alias: str, version: int, *, reason: str | None = None
     ) -> AliasEvent:
-        """Point ``alias`` at ``version`` and record who, when, why and what it pointed at before."""
+        """Point ``alias`` at ``version``; record who, when, why and what it pointed at before."""
         validate_alias(alias)
         return self._move_alias(name, alias, version, action="set", reason=reason)
 
@@ -291,7 +295,9 @@ class Registry:
     def alias_version_at(self, name: str, alias: str, at: datetime) -> int | None:
         """Which version ``alias`` pointed at, at time ``at`` (None if it was unset)."""
         if at.tzinfo is None:
-            raise InvalidInput("time must carry a timezone (e.g. 2026-03-03T12:00:00+00:00)", field="at")
+            raise InvalidInput(
+                "time must carry a timezone (e.g. 2026-03-03T12:00:00+00:00)", field="at"
+            )
         return version_at(self.alias_history(name, alias), at)
 
     # ------------------------------------------------------------- maintenance
@@ -301,7 +307,9 @@ class Registry:
         Returns the deleted keys. The grace period protects registrations still in progress.
         """
         with self.database.read() as conn:
-            referenced = set(conn.execute(sa.select(schema.model_versions.c.artifact_key)).scalars())
+            referenced = set(
+                conn.execute(sa.select(schema.model_versions.c.artifact_key)).scalars()
+            )
         cutoff = _now() - grace
         deleted = []
         for model_prefix in self.store.list_keys(MODELS_PREFIX):
@@ -389,7 +397,7 @@ def _load_model(conn: Connection, name: str) -> RegisteredModel:
         latest_version=int(row.last_version),
         aliases=_alias_map(conn, name),
         tags=dict(
-            conn.execute(sa.select(tags.c.key, tags.c.value).where(tags.c.name == name)).all()  # type: ignore[arg-type]
+            conn.execute(sa.select(tags.c.key, tags.c.value).where(tags.c.name == name)).all()
         ),
     )
 
@@ -416,7 +424,7 @@ def _load_version(conn: Connection, name: str, version: int) -> ModelVersion:
         created_at=row.created_at,
         created_by=row.created_by,
         tags=dict(
-            conn.execute(  # type: ignore[arg-type]
+            conn.execute(
                 sa.select(tags.c.key, tags.c.value).where(
                     tags.c.name == name, tags.c.version == version
                 )

@@ -62,7 +62,7 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A transaction that holds the write lock from its start (SQLite) or row locks (PostgreSQL)."""
+        """A transaction holding SQLite's write lock from its start (``BEGIN IMMEDIATE``)."""
         try:
             with (
                 self.engine.connect().execution_options(shipyard_write=True) as conn,

@@ -151,9 +151,7 @@ version_tags = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("key", KEY, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.ForeignKeyConstraint(
-        ["name", "version"], ["model_versions.name", "model_versions.version"]
-    ),
+    sa.ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
 )
 
 aliases = sa.Table(
@@ -162,9 +160,7 @@ aliases = sa.Table(
     sa.Column("name", NAME, primary_key=True),
     sa.Column("alias", NAME, primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.ForeignKeyConstraint(
-        ["name", "version"], ["model_versions.name", "model_versions.version"]
-    ),
+    sa.ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
 )
 
 alias_events = sa.Table(

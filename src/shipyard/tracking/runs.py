@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from shipyard.core.fingerprint import describe_dataset
 from shipyard.core.identifiers import validate_name
 from shipyard.errors import Conflict, InvalidInput, RunNotFound
-from shipyard.records import DatasetRecord, RunArtifact, Run, RunStatus
+from shipyard.records import DatasetRecord, Run, RunArtifact, RunStatus
 from shipyard.storage import schema
 from shipyard.storage.artifacts import ArtifactStore
 from shipyard.storage.artifacts.manifest import confined_relpath
@@ -107,7 +107,7 @@ class Tracker:
 
 
 class ActiveRun:
-    """A run in progress. As a context manager it ends ``finished``, or ``failed`` with the error."""
+    """A run in progress. As a context manager it ends ``finished`` or ``failed``."""
 
     def __init__(self, tracker: Tracker, run_id: str) -> None:
         self._tracker = tracker
@@ -158,8 +158,11 @@ class ActiveRun:
                         f"param {key!r} of run {self.run_id} is {existing[key]!r}; "
                         f"it cannot change to {value!r}"
                     )
-            new = [{"run_id": self.run_id, "key": k, "value": v} for k, v in values.items()
-                   if k not in existing]
+            new = [
+                {"run_id": self.run_id, "key": k, "value": v}
+                for k, v in values.items()
+                if k not in existing
+            ]
             if new:
                 conn.execute(table.insert(), new)
 
@@ -288,17 +291,21 @@ def _ensure_experiment(conn: Connection, name: str) -> int:
 
 def _load_run(conn: Connection, run_id: str) -> Run:
     runs, experiments = schema.runs, schema.experiments
-    row = conn.execute(
-        sa.select(runs, experiments.c.name.label("experiment"))
-        .join(experiments)
-        .where(runs.c.run_id == run_id)
-    ).mappings().first()
+    row = (
+        conn.execute(
+            sa.select(runs, experiments.c.name.label("experiment"))
+            .join(experiments)
+            .where(runs.c.run_id == run_id)
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise RunNotFound(run_id)
 
     def pairs(table: sa.Table) -> dict[str, str]:
         query = sa.select(table.c.key, table.c.value).where(table.c.run_id == run_id)
-        return {k: v for k, v in conn.execute(query).all()}
+        return {str(k): str(v) for k, v in conn.execute(query)}
 
     m = schema.run_metrics
     latest = sa.select(m.c.key, m.c.value).where(m.c.run_id == run_id).order_by(m.c.step, m.c.id)

@@ -16,7 +16,7 @@ def seed_everything(seed: int) -> int:
 
     Runs started afterwards record it. Returns ``seed`` so it can be logged or passed on.
     """
-    global _last_seed  # noqa: PLW0603 - the seed is process-wide state by nature
+    global _last_seed
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     random.seed(seed)

@@ -43,7 +43,7 @@ class LocalArtifactStore:
         try:
             files = copy_hashed(source, temp)
             _fsync_dir(temp)
-            os.rename(temp, dest)
+            temp.rename(dest)
             _fsync_dir(dest.parent)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
@@ -76,11 +76,15 @@ class LocalArtifactStore:
 def copy_hashed(source: Path, dest: Path) -> tuple[FileEntry, ...]:
     """Copy a file (into ``dest/``) or a folder's contents (as ``dest/``), hashing and fsyncing."""
     if source.is_symlink() or not source.exists():
-        raise InvalidInput(f"artifact source {source} must be an existing file or folder", field="path")
+        raise InvalidInput(
+            f"artifact source {source} must be an existing file or folder", field="path"
+        )
     pairs = (
         [(source, source.name)]
         if source.is_file()
-        else [(p, p.relative_to(source).as_posix()) for p in sorted(source.rglob("*")) if p.is_file()]
+        else [
+            (p, p.relative_to(source).as_posix()) for p in sorted(source.rglob("*")) if p.is_file()
+        ]
     )
     dest.mkdir(parents=True)
     entries = []

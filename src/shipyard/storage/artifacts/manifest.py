@@ -41,7 +41,7 @@ def scan_dir(root: Path) -> tuple[FileEntry, ...]:
 
 
 def verify_dir(root: Path, files: Iterable[FileEntry], *, what: str) -> None:
-    """Raise :class:`ArtifactCorrupted` unless every file under ``root`` matches its manifest entry."""
+    """Raise :class:`ArtifactCorrupted` unless every file under ``root`` matches the manifest."""
     for entry in files:
         path = root / confined_relpath(entry.path)
         if not path.is_file():

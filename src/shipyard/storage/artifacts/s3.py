@@ -8,7 +8,6 @@ files against their sha256 on every call.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from datetime import UTC, datetime
@@ -68,7 +67,7 @@ class S3ArtifactStore:
                     self._fs.get_file(f"{self._path(artifact.key)}/{entry.path}", str(target))
                 verify_dir(temp, artifact.files, what=what)
                 try:
-                    os.rename(temp, cached)
+                    temp.rename(cached)
                 except OSError:  # another process cached it first
                     if not cached.exists():
                         raise

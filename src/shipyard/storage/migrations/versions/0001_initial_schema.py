@@ -10,7 +10,6 @@ from alembic import op
 
 from shipyard.storage.schema import UTCDateTime
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
