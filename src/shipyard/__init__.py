@@ -16,6 +16,7 @@ from shipyard.errors import (
     ShipyardError,
     VersionNotFound,
 )
+from shipyard.flavors import PythonModelPackage
 from shipyard.flavors.base import LoadedModel
 from shipyard.records import AliasEvent, Lineage, ModelVersion, RegisteredModel, Run
 from shipyard.sdk import (
@@ -52,6 +53,7 @@ __all__ = [
     "ModelNotFound",
     "ModelVersion",
     "NotFound",
+    "PythonModelPackage",
     "RegisteredModel",
     "Run",
     "RunNotFound",

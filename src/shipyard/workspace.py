@@ -92,7 +92,7 @@ class Workspace:
         with tempfile.TemporaryDirectory(prefix="shipyard-register-") as folder:
             root = Path(folder)
             (root / MODEL_DIR).mkdir()
-            options = chosen.save(model, root / MODEL_DIR)
+            options = chosen.save(model, root / MODEL_DIR, batch)
             loaded = chosen.load(root / MODEL_DIR, options)
             signature = signature.with_outputs(chosen.predict(loaded, batch))
             if batch.columns is not None:

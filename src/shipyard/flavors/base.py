@@ -13,7 +13,8 @@ from shipyard.core.signature import Batch, Signature
 class Flavor(Protocol):
     """How one kind of model is saved to a folder, loaded back and asked for predictions.
 
-    ``save`` writes only inside ``path`` and returns JSON-able options that ``load`` gets back.
+    ``save`` writes only inside ``path`` and returns JSON-able options that ``load`` gets back;
+    ``example`` is the input example as a validated :class:`Batch` (torch traces the model on it).
     ``predict`` takes what ``load`` returned and a validated :class:`Batch`, and returns a NumPy
     array whose first axis is rows — the same numbers the original model gives natively
     (``predict_proba`` for classifiers), bitwise for trees.
@@ -21,7 +22,7 @@ class Flavor(Protocol):
 
     name: str
 
-    def save(self, model: Any, path: Path) -> dict[str, Any]: ...
+    def save(self, model: Any, path: Path, example: Batch) -> dict[str, Any]: ...
 
     def load(self, path: Path, options: dict[str, Any]) -> Any: ...
 

@@ -38,7 +38,7 @@ class LoadedBooster:
 class LightGBMFlavor:
     name = "lightgbm"
 
-    def save(self, model: Any, path: Path) -> dict[str, Any]:
+    def save(self, model: Any, path: Path, example: Batch) -> dict[str, Any]:
         lgb = _lightgbm()
         booster = model if isinstance(model, lgb.Booster) else model.booster_
         booster.save_model(str(path / MODEL_FILE))

@@ -17,7 +17,7 @@ MODEL_FILE = "model.joblib"
 class SklearnFlavor:
     name = "sklearn"
 
-    def save(self, model: Any, path: Path) -> dict[str, Any]:
+    def save(self, model: Any, path: Path, example: Batch) -> dict[str, Any]:
         joblib.dump(model, path / MODEL_FILE)
         return {"method": "predict_proba" if hasattr(model, "predict_proba") else "predict"}
 
