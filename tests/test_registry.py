@@ -202,3 +202,17 @@ def test_register_requires_an_input_example(workspace: Workspace) -> None:
         workspace.register_model("churn", _model(), input_example=None)
     with pytest.raises(InvalidInput, match="model name"):
         workspace.register_model("../etc", _model(), input_example=X.head(1))
+
+
+def test_deleting_an_alias_is_part_of_its_history(any_workspace: Workspace) -> None:
+    _register(any_workspace)
+    registry = any_workspace.registry
+    registry.set_alias("churn", "production", 1)
+    event = registry.delete_alias("churn", "production", reason="incident")
+    assert (event.version, event.previous_version, event.action) == (None, 1, "delete")
+    with pytest.raises(AliasNotFound, match="there are no aliases yet"):
+        registry.resolve("models:/churn@production")
+    assert registry.alias_version_at("churn", "production", event.at) is None
+    with pytest.raises(AliasNotFound):
+        registry.delete_alias("churn", "production")
+    assert registry.rollback("churn", "production").version == 1  # undo the deletion

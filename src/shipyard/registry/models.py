@@ -226,63 +226,76 @@ class Registry:
     ) -> AliasEvent:
         """Point ``alias`` at ``version``; record who, when, why and what it pointed at before."""
         validate_alias(alias)
-        return self._move_alias(name, alias, version, action="set", reason=reason)
+        return self._change_alias(name, alias, version, action="set", reason=reason)
 
     def delete_alias(self, name: str, alias: str, *, reason: str | None = None) -> AliasEvent:
-        return self._move_alias(name, alias, None, action="delete", reason=reason)
+        return self._change_alias(name, alias, None, action="delete", reason=reason)
 
     def rollback(self, name: str, alias: str, *, reason: str | None = None) -> AliasEvent:
         """Move ``alias`` back to the version it pointed at before its current assignment."""
-        with self.database.read() as conn:
-            _require_model(conn, name)
-            events = _alias_events(conn, name, alias)
-        if not events:
-            raise AliasNotFound(name, alias, self.get_model(name).aliases)
-        target = rollback_target(events)
-        return self._move_alias(name, alias, target, action="rollback", reason=reason)
-
-    def _move_alias(
-        self, name: str, alias: str, version: int | None, *, action: str, reason: str | None
-    ) -> AliasEvent:
-        now = _now()
-        table = schema.aliases
         with self.database.write() as conn:
             _lock_model(conn, name)
-            current = conn.execute(
-                sa.select(table.c.version).where(table.c.name == name, table.c.alias == alias)
-            ).scalar()
-            if version is None:
-                if current is None:
-                    raise AliasNotFound(name, alias, _alias_map(conn, name))
-                conn.execute(table.delete().where(table.c.name == name, table.c.alias == alias))
-            else:
-                target = _load_version(conn, name, version)
-                if target.status is VersionStatus.ARCHIVED:
-                    raise Conflict(
-                        f"version {version} of model {name!r} is archived; restore it before "
-                        f"pointing alias {alias!r} at it"
-                    )
-                if current is None:
-                    conn.execute(table.insert().values(name=name, alias=alias, version=version))
-                else:
-                    conn.execute(
-                        table.update()
-                        .where(table.c.name == name, table.c.alias == alias)
-                        .values(version=version)
-                    )
-            event = AliasEvent(name, alias, version, current, action, self.user, reason, now)
-            conn.execute(
-                schema.alias_events.insert().values(
-                    name=name,
-                    alias=alias,
-                    version=version,
-                    previous_version=current,
-                    action=action,
-                    actor=self.user,
-                    reason=reason,
-                    at=now,
+            events = _alias_events(conn, name, alias)
+            if not events:
+                raise AliasNotFound(name, alias, _alias_map(conn, name))
+            target = rollback_target(events)
+            return self._move_alias(conn, name, alias, target, action="rollback", reason=reason)
+
+    def _change_alias(
+        self, name: str, alias: str, version: int | None, *, action: str, reason: str | None
+    ) -> AliasEvent:
+        with self.database.write() as conn:
+            _lock_model(conn, name)
+            return self._move_alias(conn, name, alias, version, action=action, reason=reason)
+
+    def _move_alias(
+        self,
+        conn: Connection,
+        name: str,
+        alias: str,
+        version: int | None,
+        *,
+        action: str,
+        reason: str | None,
+    ) -> AliasEvent:
+        """Inside a write transaction holding the model's lock: move the alias, log the event."""
+        now = _now()
+        table = schema.aliases
+        current = conn.execute(
+            sa.select(table.c.version).where(table.c.name == name, table.c.alias == alias)
+        ).scalar()
+        if version is None:
+            if current is None:
+                raise AliasNotFound(name, alias, _alias_map(conn, name))
+            conn.execute(table.delete().where(table.c.name == name, table.c.alias == alias))
+        else:
+            target = _load_version(conn, name, version)
+            if target.status is VersionStatus.ARCHIVED:
+                raise Conflict(
+                    f"version {version} of model {name!r} is archived; restore it before "
+                    f"pointing alias {alias!r} at it"
                 )
+            if current is None:
+                conn.execute(table.insert().values(name=name, alias=alias, version=version))
+            else:
+                conn.execute(
+                    table.update()
+                    .where(table.c.name == name, table.c.alias == alias)
+                    .values(version=version)
+                )
+        event = AliasEvent(name, alias, version, current, action, self.user, reason, now)
+        conn.execute(
+            schema.alias_events.insert().values(
+                name=name,
+                alias=alias,
+                version=version,
+                previous_version=current,
+                action=action,
+                actor=self.user,
+                reason=reason,
+                at=now,
             )
+        )
         logger.info("alias %s@%s moved %s -> %s (%s)", name, alias, current, version, action)
         return event
 
