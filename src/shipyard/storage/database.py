@@ -77,17 +77,22 @@ class Database:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def current_revision(self) -> str | None:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration; safe when several processes call it at once."""
         if self.current_revision() == head_revision():
             return
-        with self._migration_lock(), self.engine.begin() as conn:
-            config = _alembic_config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        try:
+            with self._migration_lock(), self.engine.begin() as conn:
+                config = _alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except sa.exc.OperationalError as exc:
+            raise StorageUnavailable(
+                f"migrating metadata database {self.safe_url} failed: {exc}"
+            ) from exc
         logger.info("metadata database %s migrated to %s", self.safe_url, head_revision())
 
     @contextmanager
