@@ -71,6 +71,8 @@ def test_load_model_by_version_alias_and_latest(any_workspace: Workspace) -> Non
     assert latest.version == 2
     np.testing.assert_array_equal(latest.predict(X), second.predict_proba(X))
     assert any_workspace.load_model("churn/2") is latest  # cached per version
+    any_workspace.clear_model_cache()
+    assert any_workspace.load_model("churn/2") is not latest
 
 
 def test_alias_moves_are_recorded_with_who_when_why_and_previous(

@@ -126,6 +126,11 @@ class Workspace:
                 self._loaded[key] = cached
             return cached
 
+    def clear_model_cache(self) -> None:
+        """Forget loaded models; the next ``load_model`` of each version loads and verifies anew."""
+        with self._load_lock:
+            self._loaded.clear()
+
     def _load_version(self, version: ModelVersion) -> LoadedModel:
         path = self.registry.local_path(version)  # verifies every file's sha256
         flavor = get_flavor(version.flavor)
