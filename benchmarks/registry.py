@@ -202,7 +202,7 @@ def measure_in_process(stores: Stores, features: pd.DataFrame, plan: Plan) -> li
     one_row = features.iloc[[0]]
 
     def load_cleared() -> LoadedModel:
-        ws.clear_model_cache()  # the workspace's per-version cache: time the load itself, as MLflow's
+        ws.clear_model_cache()  # time the load itself, as MLflow's load has no cache
         return ws.load_model(URI)
 
     def load_new_workspace() -> LoadedModel:
