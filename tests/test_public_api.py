@@ -26,7 +26,8 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_import_shipyard_stays_light() -> None:
-    heavy = ["torch", "onnxruntime", "ray", "lightgbm", "xgboost", "fastapi", "grpc", "s3fs"]
+    heavy = ["torch", "onnxruntime", "ray", "lightgbm", "xgboost", "grpc", "s3fs", "uvicorn"]
+    heavy += ["starlette", "shipyard.server"]
     code = (
         f"import sys, json, shipyard; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     )

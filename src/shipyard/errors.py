@@ -11,10 +11,15 @@
     │   ├── VersionNotFound             404 version_not_found
     │   ├── AliasNotFound               404 alias_not_found
     │   └── RunNotFound                 404 run_not_found
+    ├── PayloadTooLarge                 413 payload_too_large   a request body over the limit
     ├── Conflict                        409 conflict            clashes with the current state
     ├── ArtifactCorrupted               500 artifact_corrupted  a stored file fails its sha256 check
+    ├── InferenceFailed                 500 inference_failed    the model raised while predicting
     ├── MissingDependency               500 missing_dependency  an optional extra is not installed
-    └── StorageUnavailable              503 storage_unavailable database or object store unreachable
+    ├── StorageUnavailable              503 storage_unavailable database or object store unreachable
+    ├── ModelNotReady                   503 model_not_ready     loading, or its load failed
+    ├── Overloaded                      503 overloaded          the model's queue is full (shed)
+    └── InferenceTimeout                504 inference_timeout   the model did not answer in time
 
 Messages name the thing, the bad value and what is allowed, so that the CLI can print them as one
 line and the server can return them as ``{"error": message}``.
@@ -132,3 +137,30 @@ class MissingDependency(ShipyardError):
 class StorageUnavailable(ShipyardError):
     status = 503
     code = "storage_unavailable"
+
+
+class ModelNotReady(ShipyardError):
+    status = 503
+    code = "model_not_ready"
+
+
+class Overloaded(ShipyardError):
+    """A bounded queue is full: the request is shed instead of waiting without bound."""
+
+    status = 503
+    code = "overloaded"
+
+
+class InferenceTimeout(ShipyardError):
+    status = 504
+    code = "inference_timeout"
+
+
+class PayloadTooLarge(ShipyardError):
+    status = 413
+    code = "payload_too_large"
+
+
+class InferenceFailed(ShipyardError):
+    status = 500
+    code = "inference_failed"

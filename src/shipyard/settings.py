@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,7 +12,8 @@ class Settings(BaseSettings):
     """Where a workspace keeps its metadata and artifacts.
 
     ``database_url`` defaults to a SQLite file in ``home`` and ``artifacts_url`` to a folder in
-    ``home``; either may point at PostgreSQL / an S3 bucket instead.
+    ``home``; either may point at PostgreSQL / an S3 bucket instead. ``admin_token`` guards the
+    server's admin API (disabled without it); ``inference_token``, when set, guards inference.
     """
 
     model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     artifacts_url: str | None = None
     s3_endpoint_url: str | None = None
     user: str | None = None
+    admin_token: SecretStr | None = None
+    inference_token: SecretStr | None = None
 
     @field_validator("home")
     @classmethod

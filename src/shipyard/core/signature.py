@@ -64,14 +64,36 @@ class TensorSpec:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Validated model input: named 1-D columns, or one tensor whose first axis is rows."""
+    """Validated model input: named 1-D columns, or one tensor whose first axis is rows.
+
+    ``table`` optionally keeps the 2-D array the columns were sliced from (a numeric request
+    sent as one matrix), so that ``matrix()`` needs no copy.
+    """
 
     num_rows: int
     columns: Mapping[str, np.ndarray[Any, Any]] | None = None
     tensor: np.ndarray[Any, Any] | None = None
+    table: np.ndarray[Any, Any] | None = None
+
+    @classmethod
+    def from_table(cls, names: Sequence[str], table: np.ndarray[Any, Any]) -> Batch:
+        """A columnar batch over a C-contiguous 2-D array (columns are views, not copies)."""
+        table = np.ascontiguousarray(table)
+        return cls(table.shape[0], {n: table[:, i] for i, n in enumerate(names)}, table=table)
+
+    def values(self) -> list[np.ndarray[Any, Any]]:
+        """The arrays holding the data: the table or tensor, else each column."""
+        if self.table is not None:
+            return [self.table]
+        if self.tensor is not None:
+            return [self.tensor]
+        assert self.columns is not None
+        return list(self.columns.values())
 
     def matrix(self, dtype: Any = np.float64) -> np.ndarray[Any, Any]:
         """The input as one C-contiguous 2-D array of ``dtype`` (columns in signature order)."""
+        if self.table is not None:
+            return self.table.astype(dtype, copy=False)
         if self.tensor is not None:
             return np.ascontiguousarray(self.tensor.reshape(self.num_rows, -1), dtype=dtype)
         assert self.columns is not None
@@ -79,6 +101,24 @@ class Batch:
         for i, values in enumerate(self.columns.values()):
             out[:, i] = values
         return out
+
+    @staticmethod
+    def concat(batches: Sequence[Batch]) -> Batch:
+        """One batch holding the rows of ``batches`` in order (they share a signature)."""
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+        rows = sum(b.num_rows for b in batches)
+        if first.tensor is not None:
+            return Batch(rows, tensor=np.concatenate([b.tensor for b in batches]))
+        assert first.columns is not None
+        return Batch(
+            rows,
+            columns={
+                name: np.concatenate([b.columns[name] for b in batches])  # type: ignore[index]
+                for name in first.columns
+            },
+        )
 
     def frame(self) -> pd.DataFrame:
         """The input as a pandas DataFrame (columns in signature order)."""

@@ -1,0 +1,271 @@
+"""Open Inference Protocol v2 tensors: datatypes, JSON decoding and encoding, model metadata.
+
+Pure functions over parsed JSON (dicts and lists) and NumPy arrays; the server's REST and gRPC
+front ends both go through them, so validation and messages are the same on every protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shipyard.core.signature import Batch, ColumnSpec, Signature, TensorSpec
+from shipyard.errors import InvalidInput
+
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_SIGNATURE_TO_OIP = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+    "string": "BYTES",
+    "datetime64[ns]": "BYTES",
+}
+MATRIX_INPUT = "input"
+OUTPUT_NAME = "output"
+
+
+def oip_datatype(dtype: str | np.dtype[Any]) -> str:
+    """The OIP datatype for a signature dtype name or a NumPy dtype."""
+    name = dtype if isinstance(dtype, str) else _numpy_name(dtype)
+    return _SIGNATURE_TO_OIP.get(name, "BYTES")
+
+
+def _numpy_name(dtype: np.dtype[Any]) -> str:
+    return "string" if dtype.kind in "OUS" else dtype.name
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMetadata:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _numeric_columns(signature: Signature) -> bool:
+    return isinstance(signature.inputs, tuple) and all(
+        c.dtype not in ("string", "datetime64[ns]") for c in signature.inputs
+    )
+
+
+def input_metadata(signature: Signature) -> list[TensorMetadata]:
+    """What the model takes, as OIP tensors.
+
+    A tensor signature is one tensor named ``input``; an all-numeric table is one FP64 matrix
+    ``input`` of shape [-1, n_columns] (columns in signature order); a mixed table is one
+    1-D tensor per column. A numeric table also accepts the per-column form.
+    """
+    if isinstance(signature.inputs, TensorSpec):
+        spec = signature.inputs
+        return [TensorMetadata(MATRIX_INPUT, oip_datatype(spec.dtype), spec.shape)]
+    if _numeric_columns(signature):
+        return [TensorMetadata(MATRIX_INPUT, "FP64", (-1, len(signature.inputs)))]
+    return [TensorMetadata(c.name, oip_datatype(c.dtype), (-1,)) for c in signature.inputs]
+
+
+def output_metadata(signature: Signature) -> list[TensorMetadata]:
+    out = signature.outputs
+    if out is None:
+        return [TensorMetadata(OUTPUT_NAME, "FP64", (-1,))]
+    return [TensorMetadata(OUTPUT_NAME, oip_datatype(out.dtype), out.shape)]
+
+
+# ---------------------------------------------------------------- decoding
+def decode_tensor(raw: Any, index: int) -> tuple[str, np.ndarray[Any, Any]]:
+    """One request input (parsed JSON) → (name, array shaped as declared)."""
+    where = f"inputs[{index}]"
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(
+            f"{where} must be an object with name, shape, datatype and data", field=where
+        )
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{where}.name must be a non-empty string", field=f"{where}.name")
+    where = f"input {name!r}"
+    datatype = raw.get("datatype")
+    if datatype not in DATATYPES:
+        raise InvalidInput(
+            f"{where}: datatype {datatype!r} is not supported; expected one of "
+            f"{', '.join(DATATYPES)}",
+            field=f"{name}.datatype",
+        )
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInput(
+            f"{where}: shape must be a list of non-negative integers, got {shape!r}",
+            field=f"{name}.shape",
+        )
+    parameters = raw.get("parameters")
+    if isinstance(parameters, Mapping) and "binary_data_size" in parameters:
+        raise InvalidInput(
+            f"{where}: the binary tensor data extension is not supported; send JSON data "
+            "(tritonclient: binary_data=False)",
+            field=f"{name}.parameters",
+        )
+    if "data" not in raw:
+        raise InvalidInput(f"{where}: data is missing", field=f"{name}.data")
+    array = _decode_data(raw["data"], str(datatype), where, name)
+    count = math.prod(shape)
+    if array.size != count:
+        raise InvalidInput(
+            f"{where}: data has {array.size} element(s) but shape {shape} needs {count}",
+            field=f"{name}.data",
+        )
+    return name, array.reshape(shape)
+
+
+def _decode_data(data: Any, datatype: str, where: str, name: str) -> np.ndarray[Any, Any]:
+    field = f"{name}.data"
+    if not isinstance(data, list):
+        raise InvalidInput(f"{where}: data must be a (flat or nested) list", field=field)
+    try:
+        array = np.asarray(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: data is ragged: {exc}", field=field) from exc
+    kind = array.dtype.kind
+    if array.size == 0:
+        return np.empty(0, dtype=DATATYPES[datatype])
+    if datatype == "BYTES":
+        flat = array.ravel()
+        if kind != "U" and not all(isinstance(v, str) for v in flat):
+            raise InvalidInput(f"{where}: BYTES data must be strings", field=field)
+        return flat.astype(object)
+    if datatype == "BOOL":
+        if kind != "b":
+            raise InvalidInput(f"{where}: BOOL data must be true/false", field=field)
+        return array.ravel()
+    if kind not in "iuf":
+        raise InvalidInput(
+            f"{where}: {datatype} data must be numbers, got {_describe_kind(array)}", field=field
+        )
+    target = DATATYPES[datatype]
+    if target.kind in "iu":
+        if kind == "f" and not np.all(np.mod(array, 1) == 0):
+            raise InvalidInput(f"{where}: {datatype} data must be integers", field=field)
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise InvalidInput(f"{where}: values out of range for {datatype}", field=field)
+    return array.astype(target, copy=False).ravel()
+
+
+def _describe_kind(array: np.ndarray[Any, Any]) -> str:
+    return {"U": "strings", "b": "booleans", "O": "mixed values"}.get(
+        array.dtype.kind, str(array.dtype)
+    )
+
+
+def tensors_to_batch(signature: Signature, tensors: Mapping[str, np.ndarray[Any, Any]]) -> Batch:
+    """Check decoded request tensors against the signature and build the model's batch."""
+    if isinstance(signature.inputs, TensorSpec):
+        if len(tensors) != 1:
+            raise InvalidInput(
+                f"expected one input tensor {MATRIX_INPUT!r}, got {len(tensors)}", field="inputs"
+            )
+        return signature.coerce(next(iter(tensors.values())))
+    columns = signature.inputs
+    names = [c.name for c in columns]
+    if len(tensors) == 1 and _numeric_columns(signature) and not set(tensors) <= set(names):
+        name, matrix = next(iter(tensors.items()))
+        return _matrix_batch(columns, name, matrix)
+    by_column = {}
+    for name, array in tensors.items():
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise InvalidInput(
+                f"input {name!r} must have shape [rows] or [rows, 1], got {list(array.shape)}",
+                field=name,
+            )
+        by_column[name] = array
+    return signature.coerce(by_column, extra="reject")
+
+
+def _matrix_batch(columns: Sequence[ColumnSpec], name: str, matrix: np.ndarray[Any, Any]) -> Batch:
+    width = len(columns)
+    if matrix.ndim == 1 and matrix.size == width:
+        matrix = matrix.reshape(1, width)
+    if matrix.ndim != 2 or matrix.shape[1] != width:
+        raise InvalidInput(
+            f"input {name!r} has shape {list(matrix.shape)}; expected [rows, {width}] with "
+            f"columns {', '.join(c.name for c in columns)}",
+            field=name,
+        )
+    if matrix.dtype.kind not in "fiub":
+        raise InvalidInput(f"input {name!r} must be numeric", field=name)
+    return Batch.from_table([c.name for c in columns], matrix.astype(np.float64, copy=False))
+
+
+def check_finite(batch: Batch, *, allow_nan: bool, allow_inf: bool) -> None:
+    """Refuse NaN and/or infinite values (per the deployment's policy), naming the column."""
+    if allow_nan and allow_inf:
+        return
+    for values in batch.values():
+        if values.dtype.kind != "f":
+            continue
+        bad = np.zeros(values.shape, dtype=bool)
+        if not allow_nan:
+            bad |= np.isnan(values)
+        if not allow_inf:
+            bad |= np.isinf(values)
+        if bad.any():
+            _raise_not_finite(batch, allow_nan, allow_inf)
+
+
+def _raise_not_finite(batch: Batch, allow_nan: bool, allow_inf: bool) -> None:
+    what = " or ".join(w for w, ok in (("NaN", allow_nan), ("infinite", allow_inf)) if not ok)
+    columns: Mapping[str, np.ndarray[Any, Any]] = (
+        batch.columns if batch.columns is not None else {MATRIX_INPUT: batch.values()[0]}
+    )
+    for name, values in columns.items():
+        if values.dtype.kind == "f":
+            bad = (np.isnan(values) & (not allow_nan)) | (np.isinf(values) & (not allow_inf))
+            if bad.any():
+                raise InvalidInput(f"input {name!r} has {what} values", field=name)
+
+
+# ---------------------------------------------------------------- encoding
+def encode_output(array: np.ndarray[Any, Any], name: str = OUTPUT_NAME) -> dict[str, Any]:
+    """A response output with flattened data (NumPy array, serialised by orjson)."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(f"output {name!r} has NaN or infinite values, which JSON cannot carry")
+    if array.dtype.kind in "OUS":
+        data: Any = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel()]
+    else:
+        data = np.ascontiguousarray(array).ravel()
+    return {
+        "name": name,
+        "datatype": oip_datatype(array.dtype),
+        "shape": list(array.shape),
+        "data": data,
+    }

@@ -1,0 +1,1 @@
+"""The model server: Open Inference Protocol v2 (REST) and v1 JSON for registered models."""

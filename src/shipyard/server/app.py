@@ -1,0 +1,60 @@
+"""The ASGI application: routes, error handlers, and the lifespan that loads models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from shipyard.errors import ShipyardError
+from shipyard.server.config import ServerConfig
+from shipyard.server.metrics import ServerMetrics
+from shipyard.server.rest import (
+    build_routes,
+    handle_http_error,
+    handle_shipyard_error,
+    handle_unexpected,
+)
+from shipyard.server.state import ServerState
+from shipyard.settings import Settings
+from shipyard.workspace import Workspace
+
+
+def build_state(config: ServerConfig, settings: Settings) -> ServerState:
+    """Server state on the workspace ``settings`` describe (models load at startup)."""
+    return ServerState(
+        config,
+        Workspace(settings),
+        ServerMetrics(CollectorRegistry()),
+        admin_token=_secret(settings.admin_token),
+        inference_token=_secret(settings.inference_token),
+    )
+
+
+def _secret(value: object) -> str | None:
+    return None if value is None else str(value.get_secret_value())  # type: ignore[attr-defined]
+
+
+def create_app(state: ServerState) -> Starlette:
+    """The REST application; its lifespan loads every deployment and runs the alias watcher."""
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    return Starlette(
+        routes=build_routes(state),
+        lifespan=lifespan,
+        exception_handlers={
+            ShipyardError: handle_shipyard_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+    )

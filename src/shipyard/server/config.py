@@ -1,0 +1,111 @@
+"""What a server serves and how: deployments (endpoint name → model URI) and server limits.
+
+Built from ``shipyard serve`` arguments or a YAML file::
+
+    deployments:
+      - name: churn
+        model: models:/churn@production
+        batching: {max_batch_size: 64, max_wait_ms: 2}
+    port: 8080
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shipyard.core.identifiers import parse_model_uri, validate_name
+from shipyard.errors import InvalidInput
+
+
+class BatchingConfig(BaseModel):
+    """Dynamic batching: concurrent requests merged up to ``max_batch_size`` rows or
+    ``max_wait_ms``, run once, and split back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(default=64, ge=1, le=1_000_000)
+    max_wait_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
+
+
+class DeploymentConfig(BaseModel):
+    """One served endpoint."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    model: str
+    batching: BatchingConfig | None = None
+    timeout_s: float = Field(default=30.0, gt=0.0)
+    max_queue: int = Field(default=1024, ge=1)
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    allow_nan: bool = True
+    allow_inf: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            return validate_name(value, what="deployment name")
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+
+    @field_validator("model")
+    @classmethod
+    def _valid_uri(cls, value: str) -> str:
+        try:
+            return str(parse_model_uri(value))
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    reload_interval_s: float = Field(default=10.0, gt=0.0)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    drain_s: float = Field(default=5.0, ge=0.0)
+    shutdown_timeout_s: float = Field(default=30.0, ge=0.0)
+
+    @field_validator("deployments")
+    @classmethod
+    def _unique_names(cls, value: tuple[DeploymentConfig, ...]) -> tuple[DeploymentConfig, ...]:
+        names = [d.name for d in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"deployment names must be unique; repeated: {', '.join(duplicates)}")
+        return value
+
+
+def deployment_from_uri(uri: str) -> DeploymentConfig:
+    """``churn@production`` → a deployment named ``churn`` serving ``models:/churn@production``."""
+    ref = parse_model_uri(uri)
+    return DeploymentConfig(name=ref.name, model=str(ref))
+
+
+def load_config(data: dict[str, Any]) -> ServerConfig:
+    """Validate a server configuration, naming the first bad field."""
+    try:
+        return ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "config"
+        raise InvalidInput(f"server config field {where!r}: {error['msg']}", field=where) from exc
+
+
+def read_config_file(path: Path, overrides: dict[str, Any]) -> ServerConfig:
+    """Read a YAML server configuration; ``overrides`` (from the command line) win."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read server config {path}: {exc}", field="config") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"server config {path} must be a mapping", field="config")
+    return load_config({**data, **overrides})

@@ -1,0 +1,202 @@
+"""Served endpoints: the model version behind each deployment, how it runs, and how it is swapped.
+
+An :class:`Endpoint` holds one :class:`ModelRunner` at a time; requests read ``endpoint.runner``
+once, so an alias move swaps the runner atomically between requests: in-flight requests finish
+on the version they started with, later ones use the new one, none fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shipyard.core.identifiers import parse_model_uri
+from shipyard.core.oip import TensorMetadata, input_metadata, output_metadata
+from shipyard.core.signature import Batch
+from shipyard.errors import (
+    InferenceFailed,
+    InferenceTimeout,
+    InvalidInput,
+    ModelNotReady,
+    ShipyardError,
+)
+from shipyard.flavors.base import LoadedModel
+from shipyard.server.batching import DynamicBatcher
+from shipyard.server.config import DeploymentConfig
+from shipyard.server.metrics import ServerMetrics
+from shipyard.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+# Flavors whose model calls take microseconds: run on the event loop, no thread hop.
+INLINE_FLAVORS = frozenset({"onnx", "lightgbm", "xgboost"})
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    output: np.ndarray[Any, Any]
+    version: int
+
+
+class ModelRunner:
+    """One loaded model version and the way its predictions are executed."""
+
+    def __init__(
+        self, endpoint: str, model: LoadedModel, config: DeploymentConfig, metrics: ServerMetrics
+    ) -> None:
+        self.model = model
+        self.version = model.version
+        self.version_label = str(model.version)
+        self.inputs: list[TensorMetadata] = input_metadata(model.signature)
+        self.outputs: list[TensorMetadata] = output_metadata(model.signature)
+        self.platform = f"shipyard_{model.flavor.name}"
+        self._inline = config.batching is None and model.flavor.name in INLINE_FLAVORS
+        self._inference = metrics.inference_duration.labels(endpoint)
+        self._batcher: DynamicBatcher | None = None
+        if config.batching is not None:
+            batch_size = metrics.batch_size.labels(endpoint)
+            queue = metrics.queue_duration.labels(endpoint)
+
+            def on_batch(rows: int, waited_s: float) -> None:
+                batch_size.observe(rows)
+                queue.observe(waited_s)
+
+            self._batcher = DynamicBatcher(
+                self._call,
+                max_batch_size=config.batching.max_batch_size,
+                max_wait_ms=config.batching.max_wait_ms,
+                max_queue=config.max_queue,
+                on_batch=on_batch,
+            )
+
+    def _call(self, batch: Batch) -> np.ndarray[Any, Any]:
+        started = time.perf_counter()
+        output = self.model.flavor.predict(self.model.model, batch)
+        self._inference.observe(time.perf_counter() - started)
+        return output
+
+    def start(self) -> None:
+        if self._batcher is not None:
+            self._batcher.start()
+
+    async def stop(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+
+    async def predict(self, batch: Batch) -> np.ndarray[Any, Any]:
+        if self._batcher is not None:
+            return await self._batcher.submit(batch)
+        if self._inline:
+            return self._call(batch)
+        return await asyncio.to_thread(self._call, batch)
+
+
+class Endpoint:
+    """A deployment: its configuration and the runner currently serving it."""
+
+    def __init__(self, config: DeploymentConfig, metrics: ServerMetrics) -> None:
+        self.config = config
+        self.name = config.name
+        self._model_name = parse_model_uri(config.model).name
+        self.metrics = metrics
+        self.runner: ModelRunner | None = None
+        self.load_error: str | None = None
+        self._swap_lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.runner is not None
+
+    def require_runner(self, version: str | None = None) -> ModelRunner:
+        runner = self.runner
+        if runner is None:
+            reason = f": {self.load_error}" if self.load_error else " (loading)"
+            raise ModelNotReady(f"model {self.name!r} is not ready{reason}")
+        if version is not None and version != runner.version_label:
+            raise ModelNotReady(
+                f"model {self.name!r} serves version {runner.version_label}, not {version}"
+            )
+        return runner
+
+    async def predict(self, batch: Batch, version: str | None = None) -> Prediction:
+        runner = self.require_runner(version)
+        if batch.num_rows > self.config.max_batch_rows:
+            raise InvalidInput(
+                f"request has {batch.num_rows} rows; the limit is {self.config.max_batch_rows}",
+                field="inputs",
+            )
+        try:
+            output = await asyncio.wait_for(runner.predict(batch), self.config.timeout_s)
+        except TimeoutError as exc:
+            raise InferenceTimeout(
+                f"model {self.name!r} did not answer within {self.config.timeout_s:g} s"
+            ) from exc
+        except ShipyardError:
+            raise
+        except Exception as exc:
+            message = " ".join(str(exc).split())
+            raise InferenceFailed(
+                f"model {self.name!r} version {runner.version} failed: "
+                f"{type(exc).__name__}: {message}"
+            ) from exc
+        return Prediction(output, runner.version)
+
+    async def refresh(self, workspace: Workspace) -> bool:
+        """Load the version the deployment's URI names now, if it is not the one served.
+
+        Returns True when a new version was swapped in. A failed load keeps the previous
+        version serving and records why in ``load_error``.
+        """
+        async with self._swap_lock:
+            try:
+                number = await asyncio.to_thread(
+                    workspace.registry.resolve_number, self.config.model
+                )
+                if self.runner is not None and self.runner.version == number:
+                    return False
+                started = time.perf_counter()
+                model = await asyncio.to_thread(
+                    _load_and_warm_up, workspace, self._model_name, number
+                )
+            except Exception as exc:
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.model_loads.labels(self.name, "error").inc()
+                logger.warning(
+                    "deployment %s: loading %s failed, %s: %s",
+                    self.name,
+                    self.config.model,
+                    "keeping the previous version" if self.runner else "not serving",
+                    self.load_error,
+                )
+                return False
+            self.metrics.model_load.labels(self.name).observe(time.perf_counter() - started)
+            self.metrics.model_loads.labels(self.name, "ok").inc()
+            runner = ModelRunner(self.name, model, self.config, self.metrics)
+            runner.start()
+            previous, self.runner, self.load_error = self.runner, runner, None
+            logger.info(
+                "deployment %s now serves %s (was %s)",
+                self.name,
+                model.uri,
+                previous.model.uri if previous else "nothing",
+            )
+        if previous is not None:
+            await previous.stop()
+        return True
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+
+
+def _load_and_warm_up(workspace: Workspace, model_name: str, number: int) -> LoadedModel:
+    """Load a version (verified) and run it once on its stored input example."""
+    version = workspace.registry.get_version(model_name, number)
+    model = workspace.load_model(version.uri)
+    model.predict(workspace.input_example(version))
+    return model

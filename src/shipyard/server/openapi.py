@@ -1,0 +1,201 @@
+"""The OpenAPI document of the REST routes, written by hand and checked against the router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard import __version__
+
+_ERROR = {
+    "description": "error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            }
+        }
+    },
+}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {
+            "type": "string",
+            "enum": [
+                "BOOL",
+                "UINT8",
+                "UINT16",
+                "UINT32",
+                "UINT64",
+                "INT8",
+                "INT16",
+                "INT32",
+                "INT64",
+                "FP16",
+                "FP32",
+                "FP64",
+                "BYTES",
+            ],
+        },
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+            },
+        },
+    },
+}
+_INFER_RESPONSE = {
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": _TENSOR},
+    },
+}
+_V1_REQUEST = {
+    "type": "object",
+    "properties": {
+        "instances": {"type": "array"},
+        "inputs": {"oneOf": [{"type": "object"}, {"type": "array"}]},
+    },
+}
+_V1_RESPONSE = {
+    "type": "object",
+    "required": ["predictions", "model_name", "model_version"],
+    "properties": {
+        "predictions": {"type": "array"},
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str = "success") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+def _get(summary: str, schema: dict[str, Any], *params: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [_path_param(p) for p in params],
+            "responses": {"200": _json(schema), "400": _ERROR, "404": _ERROR, "503": _ERROR},
+        }
+    }
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _post(
+    summary: str, request: dict[str, Any], response: dict[str, Any], *params: str
+) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [_path_param(p) for p in params],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {
+                "200": _json(response),
+                "400": _ERROR,
+                "401": _ERROR,
+                "404": _ERROR,
+                "413": _ERROR,
+                "503": _ERROR,
+                "504": _ERROR,
+            },
+        }
+    }
+
+
+def openapi_document(models: list[str]) -> dict[str, Any]:
+    """OpenAPI 3.1 for every REST route; ``models`` are listed in the description."""
+    metadata = _object(
+        name={"type": "string"},
+        versions={"type": "array", "items": {"type": "string"}},
+        platform={"type": "string"},
+        inputs={"type": "array"},
+        outputs={"type": "array"},
+    )
+    admin = {
+        "security": [{"bearer": []}],
+        "responses": {"200": _json({"type": "object"}), "401": _ERROR, "404": _ERROR},
+    }
+    versioned = "/v2/models/{model}/versions/{version}"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "shipyard model server",
+            "version": __version__,
+            "description": "Open Inference Protocol v2 and v1 JSON. Models served: "
+            + ", ".join(models),
+        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/v2/health/live": _get("Server liveness", _object(live={"type": "boolean"})),
+            "/v2/health/ready": _get("Server readiness", _object(ready={"type": "boolean"})),
+            "/v2": _get("Server metadata", _object(name={"type": "string"})),
+            "/v2/": _get("Server metadata", _object(name={"type": "string"})),
+            "/v2/models/{model}/ready": _get(
+                "Model readiness", _object(name={"type": "string"}), "model"
+            ),
+            f"{versioned}/ready": _get(
+                "Model version readiness", _object(name={"type": "string"}), "model", "version"
+            ),
+            "/v2/models/{model}": _get("Model metadata", metadata, "model"),
+            versioned: _get("Model version metadata", metadata, "model", "version"),
+            "/v2/models/{model}/infer": _post(
+                "Inference (OIP v2)", _INFER_REQUEST, _INFER_RESPONSE, "model"
+            ),
+            f"{versioned}/infer": _post(
+                "Inference on a version (OIP v2)",
+                _INFER_REQUEST,
+                _INFER_RESPONSE,
+                "model",
+                "version",
+            ),
+            "/v1/models/{target}": _post(
+                "Prediction, v1 JSON form (target is NAME:predict)",
+                _V1_REQUEST,
+                _V1_RESPONSE,
+                "target",
+            ),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "exposition text"}},
+                }
+            },
+            "/admin/reload": {"post": {"summary": "Re-resolve aliases now", **admin}},
+            "/admin/status": {"get": {"summary": "Deployments and versions served", **admin}},
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
+            },
+        },
+    }

@@ -1,0 +1,113 @@
+"""Running the server: uvicorn with a drain phase on SIGTERM, one or several worker processes.
+
+On SIGTERM/SIGINT a worker first *drains*: readiness answers 503 (so load balancers stop sending)
+while requests are still served, for ``drain_s``; then uvicorn stops accepting, lets in-flight
+requests finish (bounded by ``shutdown_timeout_s``) and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import tempfile
+import time
+from types import FrameType
+
+import uvicorn
+
+from shipyard.server.app import build_state, create_app
+from shipyard.server.config import ServerConfig
+from shipyard.server.state import ServerState
+from shipyard.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, with readiness turned off ``drain_s`` before it stops accepting."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+        self._drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_until is None and self.state.config.drain_s > 0:
+            self.state.draining = True
+            self._drain_until = time.monotonic() + self.state.config.drain_s
+            logger.info(
+                "signal %d: draining for %.1f s before shutdown", sig, self.state.config.drain_s
+            )
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_until is not None and time.monotonic() >= self._drain_until:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def _uvicorn_config(config: ServerConfig, state: ServerState) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(state),
+        host=config.host,
+        port=config.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(config.shutdown_timeout_s),
+        limit_concurrency=None,
+        backlog=4096,
+    )
+
+
+def _run_worker(config_json: str, settings_json: str, sock: socket.socket | None) -> None:
+    config = ServerConfig.model_validate_json(config_json)
+    settings = Settings.model_validate_json(settings_json)
+    state = build_state(config, settings)
+    server = DrainingServer(_uvicorn_config(config, state), state)
+    server.run(sockets=[sock] if sock is not None else None)
+
+
+def serve(config: ServerConfig, settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT: in this process, or in ``config.workers`` processes sharing
+    one listening socket (metrics aggregated through a shared multiprocess directory)."""
+    settings_json = _settings_json(settings)
+    if config.workers == 1:
+        _run_worker(config.model_dump_json(), settings_json, None)
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="shipyard-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    sock = uvicorn.Config("shipyard:__name__", host=config.host, port=config.port).bind_socket()
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(
+            target=_run_worker, args=(config.model_dump_json(), settings_json, sock), daemon=False
+        )
+        for _ in range(config.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(sig: int, _: FrameType | None) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+    sock.close()
+
+
+def _settings_json(settings: Settings) -> str:
+    """Settings for a worker process, secrets included (they never leave this machine)."""
+    data = settings.model_dump(mode="json")
+    for key in ("admin_token", "inference_token"):
+        secret = getattr(settings, key)
+        data[key] = None if secret is None else secret.get_secret_value()
+    return json.dumps(data)

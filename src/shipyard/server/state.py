@@ -1,0 +1,89 @@
+"""What every request handler shares: the endpoints, metrics, workspace and lifecycle flags."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+
+from shipyard.errors import NotFound, Unauthorized
+from shipyard.server.config import ServerConfig
+from shipyard.server.endpoints import Endpoint
+from shipyard.server.metrics import ServerMetrics
+from shipyard.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+class ServerState:
+    """Endpoints by name, plus readiness: ready once every endpoint serves, not while draining."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        workspace: Workspace,
+        metrics: ServerMetrics,
+        *,
+        admin_token: str | None,
+        inference_token: str | None = None,
+    ) -> None:
+        self.config = config
+        self.workspace = workspace
+        self.metrics = metrics
+        self.endpoints = {d.name: Endpoint(d, metrics) for d in config.deployments}
+        self.admin_token = admin_token
+        self.inference_token = inference_token
+        self.draining = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and all(e.ready for e in self.endpoints.values())
+
+    def endpoint(self, name: str) -> Endpoint:
+        found = self.endpoints.get(name)
+        if found is None:
+            raise NotFound(
+                f"model {name!r} is not served here; served models: "
+                f"{', '.join(sorted(self.endpoints))}"
+            )
+        return found
+
+    def check_token(self, authorization: str | None, *, admin: bool) -> None:
+        """Constant-time bearer-token check; admin routes are refused when no token is set."""
+        expected = self.admin_token if admin else self.inference_token
+        if expected is None:
+            if admin:
+                raise Unauthorized(
+                    "the admin API is disabled: start the server with SHIPYARD_ADMIN_TOKEN set"
+                )
+            return
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+
+    async def refresh(self, name: str | None = None) -> dict[str, bool]:
+        """Re-resolve each endpoint's URI now and swap in changed versions."""
+        targets = [self.endpoint(name)] if name is not None else list(self.endpoints.values())
+        return {e.name: await e.refresh(self.workspace) for e in targets}
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reload_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # keep watching whatever happened this round
+                logger.exception("alias watcher round failed")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for endpoint in self.endpoints.values():
+            await endpoint.close()
