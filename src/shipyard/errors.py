@@ -19,6 +19,7 @@
     ├── StorageUnavailable              503 storage_unavailable database or object store unreachable
     ├── ModelNotReady                   503 model_not_ready     loading, or its load failed
     ├── Overloaded                      503 overloaded          the model's queue is full (shed)
+    ├── CircuitOpen                     503 circuit_open        the model keeps failing; no fallback
     └── InferenceTimeout                504 inference_timeout   the model did not answer in time
 
 Messages name the thing, the bad value and what is allowed, so that the CLI can print them as one
@@ -164,3 +165,14 @@ class PayloadTooLarge(ShipyardError):
 class InferenceFailed(ShipyardError):
     status = 500
     code = "inference_failed"
+
+
+class CircuitOpen(ShipyardError):
+    """The model's circuit breaker is open and no fallback is configured."""
+
+    status = 503
+    code = "circuit_open"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

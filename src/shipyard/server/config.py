@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.core.identifiers import parse_model_uri, validate_name
 from shipyard.errors import InvalidInput
@@ -31,6 +38,44 @@ class BatchingConfig(BaseModel):
     max_wait_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
 
 
+class BreakerConfig(BaseModel):
+    """Circuit breaker per model version (see shipyard.core.breaker)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(default=20, ge=1)
+    min_calls: int = Field(default=10, ge=1)
+    failure_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    open_s: float = Field(default=10.0, ge=0.0)
+    probes: int = Field(default=1, ge=1)
+
+
+class FallbackConfig(BaseModel):
+    """What answers while the primary fails or its breaker is open: another model version
+    (a URI) or a constant prediction (one row, repeated for every input row)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = None
+    constant: tuple[float, ...] | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _valid_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(parse_model_uri(value))
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FallbackConfig:
+        if (self.model is None) == (self.constant is None):
+            raise ValueError("a fallback names exactly one of 'model' or 'constant'")
+        return self
+
+
 class DeploymentConfig(BaseModel):
     """One served endpoint."""
 
@@ -44,6 +89,8 @@ class DeploymentConfig(BaseModel):
     max_batch_rows: int = Field(default=10_000, ge=1)
     allow_nan: bool = True
     allow_inf: bool = False
+    breaker: BreakerConfig = BreakerConfig()
+    fallback: FallbackConfig | None = None
 
     @field_validator("name")
     @classmethod

@@ -15,14 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from shipyard.core.breaker import BreakerState, CircuitBreaker
 from shipyard.core.identifiers import parse_model_uri
 from shipyard.core.oip import TensorMetadata, input_metadata, output_metadata
 from shipyard.core.signature import Batch
 from shipyard.errors import (
+    CircuitOpen,
     InferenceFailed,
     InferenceTimeout,
     InvalidInput,
     ModelNotReady,
+    Overloaded,
     ShipyardError,
 )
 from shipyard.flavors.base import LoadedModel
@@ -39,8 +42,14 @@ INLINE_FLAVORS = frozenset({"onnx", "lightgbm", "xgboost"})
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
+    """A model's answer; ``fallback`` says why the fallback gave it instead (None: primary)."""
+
     output: np.ndarray[Any, Any]
-    version: int
+    version: int | None
+    fallback: str | None = None
+
+
+_BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
 class ModelRunner:
@@ -55,6 +64,13 @@ class ModelRunner:
         self.inputs: list[TensorMetadata] = input_metadata(model.signature)
         self.outputs: list[TensorMetadata] = output_metadata(model.signature)
         self.platform = f"shipyard_{model.flavor.name}"
+        self.breaker = CircuitBreaker(
+            window=config.breaker.window,
+            min_calls=min(config.breaker.min_calls, config.breaker.window),
+            failure_rate=config.breaker.failure_rate,
+            open_s=config.breaker.open_s,
+            probes=config.breaker.probes,
+        )
         self._inline = config.batching is None and model.flavor.name in INLINE_FLAVORS
         self._inference = metrics.inference_duration.labels(endpoint)
         self._batcher: DynamicBatcher | None = None
@@ -97,7 +113,7 @@ class ModelRunner:
 
 
 class Endpoint:
-    """A deployment: its configuration and the runner currently serving it."""
+    """A deployment: its configuration, the runner serving it, and its fallback."""
 
     def __init__(self, config: DeploymentConfig, metrics: ServerMetrics) -> None:
         self.config = config
@@ -105,7 +121,15 @@ class Endpoint:
         self._model_name = parse_model_uri(config.model).name
         self.metrics = metrics
         self.runner: ModelRunner | None = None
+        self.fallback_runner: ModelRunner | None = None
         self.load_error: str | None = None
+        self._constant = (
+            None
+            if config.fallback is None or config.fallback.constant is None
+            else np.asarray(config.fallback.constant, dtype=np.float64)
+        )
+        self._in_flight = 0
+        self._breaker_gauge = metrics.breaker_state.labels(self.name)
         self._swap_lock = asyncio.Lock()
 
     @property
@@ -124,35 +148,88 @@ class Endpoint:
         return runner
 
     async def predict(self, batch: Batch, version: str | None = None) -> Prediction:
+        """Answer from the served version, or from the fallback while it fails or its breaker
+        is open. Sheds (503) beyond ``max_queue`` concurrent requests."""
         runner = self.require_runner(version)
         if batch.num_rows > self.config.max_batch_rows:
             raise InvalidInput(
                 f"request has {batch.num_rows} rows; the limit is {self.config.max_batch_rows}",
                 field="inputs",
             )
+        breaker = runner.breaker
+        if not breaker.allow(time.monotonic()):
+            self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(time.monotonic())])
+            return await self._fallback(batch, "open", self._circuit_open(runner))
+        if self._in_flight >= self.config.max_queue:
+            raise Overloaded(
+                f"model {self.name!r} has {self._in_flight} requests in progress (limit "
+                f"{self.config.max_queue}); retry shortly"
+            )
+        self._in_flight += 1
+        failure: ShipyardError
+        reason: str
         try:
             output = await asyncio.wait_for(runner.predict(batch), self.config.timeout_s)
-        except TimeoutError as exc:
-            raise InferenceTimeout(
+        except TimeoutError:
+            failure = InferenceTimeout(
                 f"model {self.name!r} did not answer within {self.config.timeout_s:g} s"
-            ) from exc
+            )
+            reason = "timeout"
         except ShipyardError:
             raise
         except Exception as exc:
             message = " ".join(str(exc).split())
-            raise InferenceFailed(
+            failure = InferenceFailed(
                 f"model {self.name!r} version {runner.version} failed: "
                 f"{type(exc).__name__}: {message}"
-            ) from exc
-        return Prediction(output, runner.version)
+            )
+            reason = "error"
+        else:
+            breaker.record(failed=False, now=time.monotonic())
+            self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(time.monotonic())])
+            return Prediction(output, runner.version)
+        finally:
+            self._in_flight -= 1
+        breaker.record(failed=True, now=time.monotonic())
+        self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(time.monotonic())])
+        return await self._fallback(batch, reason, failure)
+
+    def _circuit_open(self, runner: ModelRunner) -> CircuitOpen:
+        wait = runner.breaker.retry_after(time.monotonic())
+        return CircuitOpen(
+            f"model {self.name!r} version {runner.version} keeps failing: its circuit breaker "
+            f"is open for {wait:.1f} s more and no fallback is configured",
+            retry_after_s=wait,
+        )
+
+    async def _fallback(self, batch: Batch, reason: str, failure: ShipyardError) -> Prediction:
+        """The fallback's answer, or ``failure`` raised when there is none (or it fails too)."""
+        if self._constant is not None:
+            output = np.tile(self._constant, (batch.num_rows, 1))
+            if self._constant.size == 1:
+                output = output.reshape(batch.num_rows)
+            self.metrics.fallbacks.labels(self.name, reason).inc()
+            return Prediction(output, None, "constant")
+        fallback = self.fallback_runner
+        if fallback is None:
+            raise failure
+        try:
+            output = await asyncio.wait_for(fallback.predict(batch), self.config.timeout_s)
+        except Exception as exc:
+            raise failure from exc
+        self.metrics.fallbacks.labels(self.name, reason).inc()
+        return Prediction(output, fallback.version, "model")
 
     async def refresh(self, workspace: Workspace) -> bool:
-        """Load the version the deployment's URI names now, if it is not the one served.
+        """Load the version the deployment's URI names now, if it is not the one served (and the
+        fallback model, if any, once).
 
         Returns True when a new version was swapped in. A failed load keeps the previous
         version serving and records why in ``load_error``.
         """
         async with self._swap_lock:
+            if self.config.fallback is not None and self.config.fallback.model is not None:
+                await self._load_fallback(workspace, self.config.fallback.model)
             try:
                 number = await asyncio.to_thread(
                     workspace.registry.resolve_number, self.config.model
@@ -179,6 +256,7 @@ class Endpoint:
             runner = ModelRunner(self.name, model, self.config, self.metrics)
             runner.start()
             previous, self.runner, self.load_error = self.runner, runner, None
+            self._breaker_gauge.set(0)
             logger.info(
                 "deployment %s now serves %s (was %s)",
                 self.name,
@@ -189,9 +267,23 @@ class Endpoint:
             await previous.stop()
         return True
 
+    async def _load_fallback(self, workspace: Workspace, uri: str) -> None:
+        if self.fallback_runner is not None:
+            return
+        ref = parse_model_uri(uri)
+        try:
+            number = await asyncio.to_thread(workspace.registry.resolve_number, ref)
+            model = await asyncio.to_thread(_load_and_warm_up, workspace, ref.name, number)
+        except Exception as exc:
+            logger.warning("deployment %s: fallback %s failed to load: %s", self.name, uri, exc)
+            return
+        self.fallback_runner = ModelRunner(self.name, model, self.config, self.metrics)
+        self.fallback_runner.start()
+
     async def close(self) -> None:
-        if self.runner is not None:
-            await self.runner.stop()
+        for runner in (self.runner, self.fallback_runner):
+            if runner is not None:
+                await runner.stop()
 
 
 def _load_and_warm_up(workspace: Workspace, model_name: str, number: int) -> LoadedModel:

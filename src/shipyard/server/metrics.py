@@ -107,6 +107,19 @@ class ServerMetrics:
             ["model", "outcome"],
             registry=registry,
         )
+        self.fallbacks = Counter(
+            "shipyard_fallback_responses_total",
+            "Answers given by the fallback, by why the primary did not answer.",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "shipyard_circuit_breaker_state",
+            "Circuit breaker of the served version: 0 closed, 1 half-open, 2 open.",
+            ["model"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def count(self, model: str, version: str, protocol: str, code: int) -> None:

@@ -8,6 +8,7 @@ builds NumPy arrays directly, without pandas.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,8 +22,8 @@ from starlette.routing import Route
 from shipyard import __version__
 from shipyard.core.oip import check_finite, decode_tensor, encode_output, tensors_to_batch
 from shipyard.core.v1_protocol import v1_batch
-from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
-from shipyard.server.endpoints import Endpoint
+from shipyard.errors import CircuitOpen, InvalidInput, NotFound, PayloadTooLarge, ShipyardError
+from shipyard.server.endpoints import Endpoint, Prediction
 from shipyard.server.openapi import openapi_document
 from shipyard.server.state import ServerState
 
@@ -139,13 +140,16 @@ def build_routes(state: ServerState) -> list[Route]:
             batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf
         )
         prediction = await endpoint.predict(batch, request.path_params.get("version"))
-        version = str(prediction.version)
-        payload: dict[str, Any] = {"model_name": endpoint.name, "model_version": version}
+        payload: dict[str, Any] = {"model_name": endpoint.name}
+        if prediction.version is not None:
+            payload["model_version"] = str(prediction.version)
         request_id = body.get("id")
         if isinstance(request_id, str):
             payload["id"] = request_id
+        if prediction.fallback is not None:
+            payload["parameters"] = {"fallback": prediction.fallback}
         payload["outputs"] = [encode_output(prediction.output, name) for name in requested]
-        return json_response(payload, headers={"X-Shipyard-Model-Version": version})
+        return json_response(payload, headers=_answer_headers(prediction))
 
     async def _predict_v1(request: Request, endpoint: Endpoint) -> Response:
         body = await read_json(request, limit)
@@ -155,15 +159,14 @@ def build_routes(state: ServerState) -> list[Route]:
             batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf
         )
         prediction = await endpoint.predict(batch)
-        version = str(prediction.version)
-        return json_response(
-            {
-                "predictions": prediction.output,
-                "model_name": endpoint.name,
-                "model_version": version,
-            },
-            headers={"X-Shipyard-Model-Version": version},
-        )
+        payload: dict[str, Any] = {
+            "predictions": prediction.output,
+            "model_name": endpoint.name,
+            "model_version": None if prediction.version is None else str(prediction.version),
+        }
+        if prediction.fallback is not None:
+            payload["fallback"] = prediction.fallback
+        return json_response(payload, headers=_answer_headers(prediction))
 
     async def metrics_route(request: Request) -> Response:
         body, content_type = metrics.expose(request.headers.get("accept"))
@@ -231,6 +234,15 @@ async def _timed(state: ServerState, request: Request, protocol: str, handler: H
         metrics.request_duration.labels(name, protocol).observe(time.perf_counter() - started)
 
 
+def _answer_headers(prediction: Prediction) -> dict[str, str]:
+    headers = {}
+    if prediction.version is not None:
+        headers["X-Shipyard-Model-Version"] = str(prediction.version)
+    if prediction.fallback is not None:
+        headers["X-Shipyard-Fallback"] = prediction.fallback
+    return headers
+
+
 def _served_version(endpoint: Endpoint, version: str | None) -> Any:
     runner = endpoint.runner
     if runner is not None and version is not None and version != runner.version_label:
@@ -272,7 +284,10 @@ def _status(state: ServerState) -> dict[str, Any]:
 
 async def handle_shipyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ShipyardError)
-    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    headers = None
+    if exc.status == 503:
+        wait = exc.retry_after_s if isinstance(exc, CircuitOpen) else 1.0
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))}
     return error_response(exc.status, exc.message, headers)
 
 
