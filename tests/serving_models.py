@@ -45,3 +45,14 @@ class Gate:
             self.entered.set()
             self.release.wait(30)
         return data["a"].to_numpy()
+
+
+class Slow:
+    """Answers ``a`` per row after ``b`` milliseconds: requests stay in flight a known time."""
+
+    def load_context(self, context: Any) -> None:
+        pass
+
+    def predict(self, context: Any, data: pd.DataFrame) -> np.ndarray[Any, Any]:
+        threading.Event().wait(float(data["b"].max()) / 1000.0)
+        return data["a"].to_numpy()
