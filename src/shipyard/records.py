@@ -141,3 +141,16 @@ class Lineage:
 
     version: ModelVersion
     run: Run | None
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizationResult:
+    """A version converted to ONNX: where it came from, the new version, and how closely the new
+    version's outputs match the source's over ``rows`` input rows."""
+
+    source: str  # the source version's URI
+    version: ModelVersion
+    max_abs_diff: float
+    mean_abs_diff: float
+    rows: int
+    tolerance: float

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import math
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -17,12 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard import conversion
 from shipyard.core.identifiers import ModelRef, parse_model_uri
-from shipyard.core.signature import Signature, infer_signature
+from shipyard.core.parity import compare, uniform_rows
+from shipyard.core.signature import Batch, Signature, infer_signature
 from shipyard.errors import InvalidInput
 from shipyard.flavors import flavor_for, get_flavor
 from shipyard.flavors.base import LoadedModel
-from shipyard.records import Lineage, ModelVersion
+from shipyard.flavors.lightgbm import LoadedBooster
+from shipyard.flavors.torch import LoadedModule
+from shipyard.flavors.xgboost import OUTPUT_SOFTMAX, LoadedXGBoost
+from shipyard.records import Lineage, ModelVersion, OptimizationResult
 from shipyard.registry import Registry
 from shipyard.settings import Settings
 from shipyard.storage.artifacts import ArtifactStore, open_artifact_store
@@ -151,11 +157,124 @@ class Workspace:
             return pd.read_parquet(path / EXAMPLE_PARQUET)
         return np.load(path / EXAMPLE_NPY, allow_pickle=False)
 
+    def optimize_model(
+        self,
+        uri: str | ModelRef,
+        *,
+        tolerance: float = 1e-5,
+        sample: Any = None,
+        precision: str | None = None,
+    ) -> OptimizationResult:
+        """Convert a scikit-learn, LightGBM, XGBoost or PyTorch version to ONNX and register it
+        as the next version of the same model, with the source's run (lineage) and tags naming
+        the source and the parity measured.
+
+        Parity: the source and the ONNX model predict on the stored input example plus
+        ``sample`` (any input ``load_model`` takes; default: 1,000 seeded rows drawn across each
+        column's range in the example, widened by 5%). When the largest absolute difference
+        exceeds ``tolerance``, nothing is registered. ``precision`` is the ONNX input's float
+        type: float32 by default (tree ensembles run in float32 only), float64 for scikit-learn
+        models other than trees; a torch model keeps its own dtype.
+        """
+        if not (math.isfinite(tolerance) and tolerance >= 0):
+            raise InvalidInput(
+                f"tolerance must be a finite number >= 0, got {tolerance}", field="tolerance"
+            )
+        source = self.registry.resolve(uri)
+        loaded = self.load_model(source.uri)
+        conversion.check_convertible(loaded.signature)
+        example = self.input_example(source)
+        first = loaded.signature.coerce(example)
+        rest = uniform_rows(first) if sample is None else loaded.signature.coerce(sample)
+        expected = loaded.flavor.predict(loaded.model, first)
+        converted = _convert_to_onnx(loaded, first, expected, precision)
+        onnx = get_flavor("onnx")
+        with tempfile.TemporaryDirectory(prefix="shipyard-optimize-") as folder:
+            options = onnx.save(converted, Path(folder), first)
+            session = onnx.load(Path(folder), options)
+            parity = compare(
+                np.concatenate((expected, loaded.flavor.predict(loaded.model, rest))),
+                np.concatenate((onnx.predict(session, first), onnx.predict(session, rest))),
+            )
+        if not parity.within(tolerance):
+            wider = source.flavor == "sklearn" and precision != "float64"
+            raise InvalidInput(
+                f"the ONNX conversion of {source.uri} differs from it by up to "
+                f"{parity.max_abs_diff:.3g} (mean {parity.mean_abs_diff:.3g}) over {parity.rows} "
+                f"rows, more than the tolerance {tolerance:g}; nothing was registered (raise the "
+                "tolerance if this difference is acceptable"
+                f"{', or try precision float64' if wider else ''})",
+                field="tolerance",
+            )
+        version = self.register_model(
+            source.name,
+            converted,
+            input_example=example,
+            run=source.run_id,
+            flavor="onnx",
+            description=(
+                f"ONNX conversion of version {source.version}: max abs diff "
+                f"{parity.max_abs_diff:.3g} over {parity.rows} rows"
+            ),
+            tags={
+                "optimized_from": source.uri,
+                "parity_max_abs_diff": repr(parity.max_abs_diff),
+                "parity_mean_abs_diff": repr(parity.mean_abs_diff),
+                "parity_rows": str(parity.rows),
+                "parity_tolerance": repr(float(tolerance)),
+            },
+        )
+        logger.info(
+            "optimized %s into %s (max abs diff %.3g over %d rows)",
+            source.uri,
+            version.uri,
+            parity.max_abs_diff,
+            parity.rows,
+        )
+        return OptimizationResult(
+            source=source.uri,
+            version=version,
+            max_abs_diff=parity.max_abs_diff,
+            mean_abs_diff=parity.mean_abs_diff,
+            rows=parity.rows,
+            tolerance=float(tolerance),
+        )
+
     def lineage(self, uri: str) -> Lineage:
         """A version with the run that produced it: params, metrics, datasets, code version."""
         version = self.registry.resolve(uri)
         run = self.tracker.get_run(version.run_id) if version.run_id else None
         return Lineage(version=version, run=run)
+
+
+def _convert_to_onnx(
+    loaded: LoadedModel, example: Batch, expected: np.ndarray[Any, Any], precision: str | None
+) -> bytes:
+    """The loaded version as ONNX: each flavor's model object handed to its converter."""
+    match loaded.model:
+        case LoadedBooster(booster=booster):
+            return conversion.lightgbm_to_onnx(booster, example, expected, precision=precision)
+        case LoadedXGBoost(booster=booster, output=output, iteration_range=span, missing=missing):
+            return conversion.xgboost_to_onnx(
+                booster,
+                example,
+                expected,
+                iteration_range=span,
+                softmax=output == OUTPUT_SOFTMAX,
+                missing=missing,
+                precision=precision,
+            )
+        case LoadedModule(module=module, dtype=dtype):
+            return conversion.torch_to_onnx(
+                module, example, expected, dtype=dtype, precision=precision
+            )
+        case model if loaded.flavor.name == "sklearn":
+            return conversion.sklearn_to_onnx(model, example, expected, precision=precision)
+    raise InvalidInput(
+        f"{loaded.uri} has flavor {loaded.flavor.name}; only versions of flavor sklearn, "
+        "lightgbm, xgboost or torch can be converted to ONNX",
+        field="uri",
+    )
 
 
 def _current_user() -> str | None:

@@ -10,6 +10,7 @@ from shipyard.cli import aliases
 from shipyard.cli.context import require_command, workspace
 from shipyard.cli.render import JsonFlag, emit_json, fmt, print_fields, print_table
 from shipyard.cli.runs import print_run
+from shipyard.core.identifiers import ModelRef
 from shipyard.records import ModelVersion, RegisteredModel
 
 app = typer.Typer(
@@ -113,6 +114,53 @@ def archive(
         emit_json(changed)
         return
     typer.echo(f"{changed.uri} is now {changed.status.value}")
+
+
+@app.command("optimize")
+def optimize(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version to convert.")],
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            min=0.0,
+            help="The largest absolute difference allowed between the source's and the ONNX "
+            "model's outputs.",
+        ),
+    ] = 1e-5,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="The ONNX input's float type: float32 (default) or float64 (scikit-learn "
+            "models other than trees).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a version to ONNX, check that it answers like the source, register it.
+
+    The source and the ONNX model predict on the stored input example plus 1,000 synthetic rows
+    spanning its ranges; when they differ by more than the tolerance nothing is registered.
+    """
+    result = workspace(ctx).optimize_model(
+        ModelRef(name, version=version), tolerance=tolerance, precision=precision
+    )
+    if as_json:
+        emit_json(result)
+        return
+    print_fields(
+        f"{result.version.uri} (onnx) converted from {result.source}",
+        {
+            "max abs diff": result.max_abs_diff,
+            "mean abs diff": result.mean_abs_diff,
+            "rows compared": result.rows,
+            "tolerance": result.tolerance,
+            "run": result.version.run_id,
+        },
+    )
 
 
 def print_model(model: RegisteredModel) -> None:

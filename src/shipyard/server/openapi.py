@@ -99,27 +99,30 @@ def _object(**properties: Any) -> dict[str, Any]:
     return {"type": "object", "properties": properties}
 
 
-def _get(summary: str, schema: dict[str, Any], *params: str) -> dict[str, Any]:
+def _get(summary: str, schema: dict[str, Any], *params: dict[str, Any]) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
-            "parameters": [_path_param(p) for p in params],
+            "parameters": list(params),
             "responses": {"200": _json(schema), "400": _ERROR, "404": _ERROR, "503": _ERROR},
         }
     }
 
 
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _path_param(name: str, values: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if values:
+        schema["enum"] = values
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _post(
-    summary: str, request: dict[str, Any], response: dict[str, Any], *params: str
+    summary: str, request: dict[str, Any], response: dict[str, Any], *params: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
-            "parameters": [_path_param(p) for p in params],
+            "parameters": list(params),
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
             "responses": {
                 "200": _json(response),
@@ -135,7 +138,10 @@ def _post(
 
 
 def openapi_document(models: list[str]) -> dict[str, Any]:
-    """OpenAPI 3.1 for every REST route; ``models`` are listed in the description."""
+    """OpenAPI 3.1 for every REST route; ``models`` (the served ones) are the only valid names."""
+    model = _path_param("model", models)
+    version = _path_param("version")
+    target = _path_param("target", [f"{m}:predict" for m in models])
     metadata = _object(
         name={"type": "string"},
         versions={"type": "array", "items": {"type": "string"}},
@@ -163,28 +169,28 @@ def openapi_document(models: list[str]) -> dict[str, Any]:
             "/v2": _get("Server metadata", _object(name={"type": "string"})),
             "/v2/": _get("Server metadata", _object(name={"type": "string"})),
             "/v2/models/{model}/ready": _get(
-                "Model readiness", _object(name={"type": "string"}), "model"
+                "Model readiness", _object(name={"type": "string"}), model
             ),
             f"{versioned}/ready": _get(
-                "Model version readiness", _object(name={"type": "string"}), "model", "version"
+                "Model version readiness", _object(name={"type": "string"}), model, version
             ),
-            "/v2/models/{model}": _get("Model metadata", metadata, "model"),
-            versioned: _get("Model version metadata", metadata, "model", "version"),
+            "/v2/models/{model}": _get("Model metadata", metadata, model),
+            versioned: _get("Model version metadata", metadata, model, version),
             "/v2/models/{model}/infer": _post(
-                "Inference (OIP v2)", _INFER_REQUEST, _INFER_RESPONSE, "model"
+                "Inference (OIP v2)", _INFER_REQUEST, _INFER_RESPONSE, model
             ),
             f"{versioned}/infer": _post(
                 "Inference on a version (OIP v2)",
                 _INFER_REQUEST,
                 _INFER_RESPONSE,
-                "model",
-                "version",
+                model,
+                version,
             ),
             "/v1/models/{target}": _post(
                 "Prediction, v1 JSON form (target is NAME:predict)",
                 _V1_REQUEST,
                 _V1_RESPONSE,
-                "target",
+                target,
             ),
             "/metrics": {
                 "get": {
