@@ -6,6 +6,14 @@ user sees every part of the workspace work together in a few seconds.
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +48,7 @@ class DemoResult:
     uri: str
     test_auc: float
     predictions_match: bool
+    served_match: bool
 
 
 def demo(ctx: typer.Context) -> None:
@@ -49,6 +58,9 @@ def demo(ctx: typer.Context) -> None:
         typer.echo(
             f"error: {result.uri} predicts differently from the model that was trained", err=True
         )
+        raise typer.Exit(1)
+    if not result.served_match:
+        typer.echo(f"error: the server answered differently from {result.uri}", err=True)
         raise typer.Exit(1)
 
 
@@ -138,9 +150,10 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         ),
         empty="no rows",
     )
+    served_match = _serve_and_query(ws, x_test, served, out)
     settings = ws.settings
     out.print(
-        f"[bold]6. workspace[/] {escape(str(settings.home))}\n"
+        f"[bold]8. workspace[/] {escape(str(settings.home))}\n"
         f"          metadata:  {escape(ws.database.safe_url)}\n"
         f"          artifacts: {escape(settings.resolved_artifacts_url)}"
     )
@@ -150,7 +163,81 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         f"  shipyard models show {MODEL_NAME}\n"
         f"  shipyard models lineage {MODEL_NAME}@{ALIAS}\n"
         f"  shipyard models alias history {MODEL_NAME} {ALIAS}\n"
-        "  shipyard models list --json",
+        "  shipyard models list --json\n"
+        f"  shipyard serve {MODEL_NAME}@{ALIAS} --port 8080",
         highlight=False,
     )
-    return DemoResult(run.run_id, version.version, uri, metrics["test_auc"], match)
+    return DemoResult(run.run_id, version.version, uri, metrics["test_auc"], match, served_match)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve_and_query(ws: Workspace, rows: pd.DataFrame, expected: Any, out: Console) -> bool:
+    """Start ``shipyard serve`` in the background, query it over the Open Inference Protocol
+    (REST, one row per request, one keep-alive connection), report latencies, stop it."""
+    port = _free_port()
+    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home)}
+    command = [sys.executable, "-m", "shipyard.cli.app", "serve", f"{MODEL_NAME}@{ALIAS}"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--drain-s", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = time.perf_counter()
+        connection = _wait_ready(server, port)
+        out.print(
+            f"[bold]6. serve[/]   shipyard serve {MODEL_NAME}@{ALIAS} on 127.0.0.1:{port} "
+            f"ready in {time.perf_counter() - started:.1f} s"
+        )
+        latencies, matches = [], 0
+        path = f"/v2/models/{MODEL_NAME}/infer"
+        for i in range(200):
+            index = i % len(rows)
+            body = {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, rows.shape[1]],
+                        "datatype": "FP64",
+                        "data": rows.iloc[index].tolist(),
+                    }
+                ]
+            }
+            sent = time.perf_counter()
+            connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            answer = json.loads(connection.getresponse().read())
+            latencies.append(time.perf_counter() - sent)
+            matches += answer["outputs"][0]["data"] == expected[index].tolist()
+        connection.close()
+        p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
+        out.print(
+            f"[bold]7. query[/]   200 OIP v2 requests (POST {path}, one row each): "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; {matches}/200 answers equal load_model's"
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    out.print(f"          server stopped with SIGTERM, exit code {code}")
+    return matches == 200 and code == 0
+
+
+def _wait_ready(server: subprocess.Popen[bytes], port: int) -> http.client.HTTPConnection:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the demo server exited early with code {server.returncode}")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/v2/health/ready")
+            if connection.getresponse().read() and connection.sock is not None:
+                return connection
+        except OSError:
+            connection.close()
+        time.sleep(0.05)
+    raise RuntimeError("the demo server did not become ready within 120 s")

@@ -36,14 +36,16 @@ class DrainingServer(uvicorn.Server):
         self._drain_until: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain_until is None and self.state.config.drain_s > 0:
-            self.state.draining = True
-            self._drain_until = time.monotonic() + self.state.config.drain_s
-            logger.info(
-                "signal %d: draining for %.1f s before shutdown", sig, self.state.config.drain_s
-            )
+        """First signal: drain, then stop gracefully (exit code 0); a second SIGINT forces."""
+        if self._drain_until is not None:
+            if sig == signal.SIGINT:
+                self.force_exit = True
             return
-        super().handle_exit(sig, frame)
+        self.state.draining = True
+        self._drain_until = time.monotonic() + self.state.config.drain_s
+        logger.info(
+            "signal %d: draining for %.1f s before shutdown", sig, self.state.config.drain_s
+        )
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_until is not None and time.monotonic() >= self._drain_until:
