@@ -24,6 +24,10 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="REST port (default 8080).")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option("--grpc-port", help="gRPC port (Open Inference Protocol); off if not given."),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
     reload_interval_s: Annotated[
         float | None, typer.Option("--reload-interval", help="Seconds between alias checks.")
@@ -35,6 +39,9 @@ def serve(
     drain_s: Annotated[
         float | None, typer.Option(help="Seconds of not-ready serving after SIGTERM.")
     ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request as JSON (request id, trace).")
+    ] = False,
 ) -> None:
     """Serve models by alias or version; follows alias moves without a restart."""
     overrides: dict[str, Any] = {
@@ -42,9 +49,11 @@ def serve(
         for key, value in {
             "host": host,
             "port": port,
+            "grpc_port": grpc_port,
             "workers": workers,
             "reload_interval_s": reload_interval_s,
             "drain_s": drain_s,
+            "access_log": access_log or None,
         }.items()
         if value is not None
     }

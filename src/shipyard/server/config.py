@@ -115,10 +115,12 @@ class ServerConfig(BaseModel):
     deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC front end
     workers: int = Field(default=1, ge=1, le=64)
     reload_interval_s: float = Field(default=10.0, gt=0.0)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     drain_s: float = Field(default=5.0, ge=0.0)
+    access_log: bool = False  # JSON access logs with request id and trace context
     shutdown_timeout_s: float = Field(default=30.0, ge=0.0)
 
     @field_validator("deployments")
@@ -129,6 +131,12 @@ class ServerConfig(BaseModel):
         if duplicates:
             raise ValueError(f"deployment names must be unique; repeated: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServerConfig:
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(f"grpc_port must differ from port ({self.port})")
+        return self
 
 
 def deployment_from_uri(uri: str) -> DeploymentConfig:

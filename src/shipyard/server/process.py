@@ -18,7 +18,9 @@ import time
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from shipyard.server.access_log import AccessLogMiddleware, JsonFormatter, access_logger
 from shipyard.server.app import build_state, create_app
 from shipyard.server.config import ServerConfig
 from shipyard.server.state import ServerState
@@ -54,8 +56,16 @@ class DrainingServer(uvicorn.Server):
 
 
 def _uvicorn_config(config: ServerConfig, state: ServerState) -> uvicorn.Config:
+    app: ASGIApp = create_app(state)
+    if config.access_log:
+        app = AccessLogMiddleware(app)
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        access_logger.addHandler(handler)
+        access_logger.setLevel(logging.INFO)
+        access_logger.propagate = False
     return uvicorn.Config(
-        create_app(state),
+        app,
         host=config.host,
         port=config.port,
         log_config=None,
