@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,7 +35,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(home: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    home: Path, *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {**os.environ, "SHIPYARD_HOME": str(home)}
     process = subprocess.Popen(
@@ -43,19 +46,25 @@ def _start(home: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode() if process.stderr else "exited")
-        try:
-            if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError("server did not become ready within 60 s")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(process.stderr.read().decode() if process.stderr else "exited")
+            try:
+                if (
+                    httpx.get(f"{base}/v2/health/ready", timeout=1, verify=verify).status_code
+                    == 200
+                ):
+                    return process, base
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("server did not become ready within 60 s")
+    except BaseException:
+        _stop(process)
+        raise
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -173,3 +182,24 @@ def test_metrics_add_up_across_worker_processes(home: Path) -> None:
         _stop(process)
     line = 'shipyard_requests_total{code="200",model="num",protocol="rest",version="1"} 60.0'
     assert all(line in text for text in scrapes)
+
+
+def test_tls_serves_https_with_the_given_certificate(home: Path, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    names = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [*openssl, "-keyout", str(key), "-out", str(cert), *names], check=True, capture_output=True
+    )
+    trust = ssl.create_default_context(cafile=str(cert))
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    process, base = _start(home, "num/1", *tls, scheme="https", verify=trust)
+    try:
+        answer = httpx.post(f"{base}/v1/models/num:predict", json=ROW, verify=trust, timeout=10)
+        plain = base.replace("https://", "http://")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{plain}/v2/health/live", timeout=5)
+    finally:
+        _stop(process)
+    assert answer.status_code == 200
+    assert answer.json()["model_version"] == "1"

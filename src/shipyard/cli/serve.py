@@ -42,6 +42,10 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request as JSON (request id, trace).")
     ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS (and TLS gRPC).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
 ) -> None:
     """Serve models by alias or version; follows alias moves without a restart."""
     overrides: dict[str, Any] = {
@@ -54,6 +58,8 @@ def serve(
             "reload_interval_s": reload_interval_s,
             "drain_s": drain_s,
             "access_log": access_log or None,
+            "tls_cert_file": tls_cert,
+            "tls_key_file": tls_key,
         }.items()
         if value is not None
     }

@@ -121,7 +121,18 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     drain_s: float = Field(default=5.0, ge=0.0)
     access_log: bool = False  # JSON access logs with request id and trace context
+    tls_cert_file: Path | None = None  # PEM certificate (chain); with tls_key_file: HTTPS and
+    tls_key_file: Path | None = None  # TLS on the gRPC port
     shutdown_timeout_s: float = Field(default=30.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        return self
 
     @field_validator("deployments")
     @classmethod
