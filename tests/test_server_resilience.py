@@ -192,3 +192,27 @@ def test_a_request_over_its_timeout_is_504(home: Path) -> None:
     response = _run_concurrently(state, scenario)
     assert response.status_code == 504
     assert "within 0.2 s" in response.json()["error"]
+
+
+def test_response_cache_answers_repeated_inputs_without_calling_the_model(home: Path) -> None:
+    deployment = {"name": "flaky", "model": "flaky/1", "cache_size": 2}
+    state = _state(home, deployment)
+    with TestClient(create_app(state)) as client:
+        first = client.post("/v1/models/flaky:predict", json={"instances": [{"a": 1.0, "b": 2.0}]})
+        calls = _primary_calls(state)
+        same_as_oip = client.post(
+            "/v2/models/flaky/infer",
+            json={
+                "inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]
+            },
+        )
+        assert _primary_calls(state) == calls  # a hit, though sent in another form
+        assert same_as_oip.json()["outputs"][0]["data"] == [1.0, 2.0]
+        assert first.json()["predictions"] == [[1.0, 2.0]]
+        for a in (3.0, 4.0):  # two new inputs evict the first (size 2)
+            client.post("/v1/models/flaky:predict", json={"instances": [{"a": a, "b": 2.0}]})
+        client.post("/v1/models/flaky:predict", json={"instances": [{"a": 1.0, "b": 2.0}]})
+        assert _primary_calls(state) == calls + 3
+        metrics = client.get("/metrics").text
+    assert 'shipyard_response_cache_requests_total{model="flaky",result="hit"} 1.0' in metrics
+    assert 'shipyard_response_cache_requests_total{model="flaky",result="miss"} 4.0' in metrics

@@ -91,6 +91,7 @@ class DeploymentConfig(BaseModel):
     allow_inf: bool = False
     breaker: BreakerConfig = BreakerConfig()
     fallback: FallbackConfig | None = None
+    cache_size: int = Field(default=0, ge=0)  # answers kept per version (0: no response cache)
 
     @field_validator("name")
     @classmethod

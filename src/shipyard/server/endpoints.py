@@ -30,6 +30,7 @@ from shipyard.errors import (
 )
 from shipyard.flavors.base import LoadedModel
 from shipyard.server.batching import DynamicBatcher
+from shipyard.server.cache import ResponseCache, batch_key
 from shipyard.server.config import DeploymentConfig
 from shipyard.server.metrics import ServerMetrics
 from shipyard.workspace import Workspace
@@ -73,6 +74,9 @@ class ModelRunner:
         )
         self._inline = config.batching is None and model.flavor.name in INLINE_FLAVORS
         self._inference = metrics.inference_duration.labels(endpoint)
+        self.cache = ResponseCache(config.cache_size) if config.cache_size else None
+        self._cache_hits = metrics.cache.labels(endpoint, "hit")
+        self._cache_misses = metrics.cache.labels(endpoint, "miss")
         self._batcher: DynamicBatcher | None = None
         if config.batching is not None:
             batch_size = metrics.batch_size.labels(endpoint)
@@ -105,6 +109,19 @@ class ModelRunner:
             await self._batcher.stop()
 
     async def predict(self, batch: Batch) -> np.ndarray[Any, Any]:
+        if self.cache is None:
+            return await self._run(batch)
+        key = batch_key(batch)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self._cache_hits.inc()
+            return cached
+        self._cache_misses.inc()
+        output = await self._run(batch)
+        self.cache.put(key, output)
+        return output
+
+    async def _run(self, batch: Batch) -> np.ndarray[Any, Any]:
         if self._batcher is not None:
             return await self._batcher.submit(batch)
         if self._inline:

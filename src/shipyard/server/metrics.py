@@ -120,6 +120,12 @@ class ServerMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.cache = Counter(
+            "shipyard_response_cache_requests_total",
+            "Response cache lookups, by result (hit or miss).",
+            ["model", "result"],
+            registry=registry,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def count(self, model: str, version: str, protocol: str, code: int) -> None:
