@@ -1,4 +1,4 @@
-"""``shipyard serve``: serve registered models over the Open Inference Protocol (REST)."""
+"""``shipyard serve``: serve registered models over the Open Inference Protocol (REST and gRPC)."""
 
 from __future__ import annotations
 

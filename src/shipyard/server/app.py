@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from shipyard.errors import ShipyardError
 from shipyard.server.config import ServerConfig
+from shipyard.server.grpc_service import GrpcServer, start_grpc_server
 from shipyard.server.metrics import ServerMetrics
 from shipyard.server.rest import (
     build_routes,
@@ -39,14 +40,20 @@ def _secret(value: object) -> str | None:
 
 
 def create_app(state: ServerState) -> Starlette:
-    """The REST application; its lifespan loads every deployment and runs the alias watcher."""
+    """The REST application; its lifespan loads every deployment, runs the alias watcher and,
+    when ``grpc_port`` is set, serves gRPC in the same event loop."""
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await state.start()
+        grpc_server: GrpcServer | None = None
         try:
+            if state.config.grpc_port is not None:
+                grpc_server = await start_grpc_server(state, state.config.grpc_port)
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(state.config.shutdown_timeout_s)
             await state.stop()
 
     return Starlette(
