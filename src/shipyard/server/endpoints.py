@@ -25,6 +25,7 @@ from shipyard.errors import (
     InferenceTimeout,
     InvalidInput,
     ModelNotReady,
+    NotFound,
     Overloaded,
     ShipyardError,
 )
@@ -154,13 +155,15 @@ class Endpoint:
         return self.runner is not None
 
     def require_runner(self, version: str | None = None) -> ModelRunner:
+        """The runner serving now: ModelNotReady if none, NotFound if ``version`` is another."""
         runner = self.runner
         if runner is None:
             reason = f": {self.load_error}" if self.load_error else " (loading)"
             raise ModelNotReady(f"model {self.name!r} is not ready{reason}")
         if version is not None and version != runner.version_label:
-            raise ModelNotReady(
-                f"model {self.name!r} serves version {runner.version_label}, not {version}"
+            raise NotFound(
+                f"model {self.name!r} has no version {version} served here; "
+                f"it serves version {runner.version_label}"
             )
         return runner
 

@@ -49,8 +49,8 @@ from shipyard.core.oip_raw import (
     decode_raw,
     encode_raw,
 )
-from shipyard.errors import InvalidInput, NotFound, ShipyardError
-from shipyard.server.endpoints import Endpoint, ModelRunner
+from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.server.endpoints import Endpoint
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
 from shipyard.server.state import ServerState
@@ -124,7 +124,7 @@ class InferenceServicer:
     ) -> pb.ModelMetadataResponse:
         try:
             endpoint = self._state.endpoint(request.name)
-            runner = served_runner(endpoint, request.version or None)
+            runner = endpoint.require_runner(request.version or None)
         except ShipyardError as exc:
             await _abort(context, status_code(exc), exc.message)
         return pb.ModelMetadataResponse(
@@ -176,7 +176,7 @@ class InferenceServicer:
         self, endpoint: Endpoint, request: pb.ModelInferRequest
     ) -> pb.ModelInferResponse:
         version = request.model_version or None
-        runner = served_runner(endpoint, version)
+        runner = endpoint.require_runner(version)
         if "sequence_id" in request.parameters:
             raise InvalidInput(
                 "sequence batching (parameter 'sequence_id') is not supported", field="sequence_id"
@@ -199,17 +199,6 @@ class InferenceServicer:
             response.outputs.add(name=name, datatype=datatype, shape=output.shape)
             response.raw_output_contents.append(contents)
         return response
-
-
-def served_runner(endpoint: Endpoint, version: str | None) -> ModelRunner:
-    """The runner answering a request for ``version`` (None: whichever is served)."""
-    runner = endpoint.runner
-    if runner is not None and version is not None and version != runner.version_label:
-        raise NotFound(
-            f"model {endpoint.name!r} has no version {version} served here; "
-            f"it serves version {runner.version_label}"
-        )
-    return endpoint.require_runner()
 
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray[Any, Any]]:

@@ -102,7 +102,7 @@ def build_routes(state: ServerState) -> list[Route]:
 
     async def model_metadata(request: Request) -> Response:
         endpoint = state.endpoint(request.path_params["model"])
-        runner = _served_version(endpoint, request.path_params.get("version"))
+        runner = endpoint.require_runner(request.path_params.get("version"))
         return json_response(
             {
                 "name": endpoint.name,
@@ -133,7 +133,7 @@ def build_routes(state: ServerState) -> list[Route]:
         tensors = dict(decode_tensor(raw, i) for i, raw in enumerate(raw_inputs))
         if len(tensors) != len(raw_inputs):
             raise InvalidInput("input names must be unique", field="inputs")
-        runner = _served_version(endpoint, request.path_params.get("version"))
+        runner = endpoint.require_runner(request.path_params.get("version"))
         requested = _requested_outputs(body.get("outputs"), [t.name for t in runner.outputs])
         batch = tensors_to_batch(runner.model.signature, tensors)
         check_finite(
@@ -241,16 +241,6 @@ def _answer_headers(prediction: Prediction) -> dict[str, str]:
     if prediction.fallback is not None:
         headers["X-Shipyard-Fallback"] = prediction.fallback
     return headers
-
-
-def _served_version(endpoint: Endpoint, version: str | None) -> Any:
-    runner = endpoint.runner
-    if runner is not None and version is not None and version != runner.version_label:
-        raise NotFound(
-            f"model {endpoint.name!r} has no version {version} served here; "
-            f"it serves version {runner.version_label}"
-        )
-    return endpoint.require_runner()
 
 
 def _requested_outputs(raw: Any, known: list[str]) -> list[str]:
