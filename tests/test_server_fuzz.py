@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
@@ -59,7 +59,15 @@ def test_oip_parsing_never_fails_with_anything_but_invalid_input(raw: list[Any])
 
 
 @settings(max_examples=400, deadline=None)
-@given(body=json_values)
+@given(
+    body=json_values
+    | st.fixed_dictionaries(
+        {"inputs": st.dictionaries(st.sampled_from(["a", "b", "s"]), json_values)}
+    )
+)
+@example(
+    body={"inputs": {"a": [[1.0], 2.0], "b": [1, 2], "s": ["x", "y"]}}
+)  # found by schemathesis
 def test_v1_parsing_never_fails_with_anything_but_invalid_input(body: Any) -> None:
     try:
         batch = v1_batch(body, SIGNATURE)

@@ -276,7 +276,12 @@ def _coerce_columns(specs: tuple[ColumnSpec, ...], columns: dict[str, Any], extr
 def _coerce_values(spec: ColumnSpec, raw: Any) -> np.ndarray[Any, Any]:
     if isinstance(raw, pd.Series):
         raw = raw.to_numpy(dtype=object if spec.dtype == "string" else None)
-    values = np.asarray(raw)
+    try:
+        values = np.asarray(raw)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"column {spec.name!r} must be a flat list of values: {exc}", field=spec.name
+        ) from exc
     if values.ndim == 0:
         values = values.reshape(1)
     if values.ndim != 1:
