@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from shipyard.errors import ShipyardError
 from shipyard.server.config import ServerConfig
+from shipyard.server.fastpath import InferenceFastPath
 from shipyard.server.grpc_service import GrpcServer, start_grpc_server
+from shipyard.server.inference import InferenceRoutes
 from shipyard.server.metrics import ServerMetrics
 from shipyard.server.rest import (
     build_routes,
@@ -39,9 +42,10 @@ def _secret(value: object) -> str | None:
     return None if value is None else str(value.get_secret_value())  # type: ignore[attr-defined]
 
 
-def create_app(state: ServerState) -> Starlette:
-    """The REST application; its lifespan loads every deployment, runs the alias watcher and,
-    when ``grpc_port`` is set, serves gRPC in the same event loop."""
+def create_app(state: ServerState) -> ASGIApp:
+    """The REST application behind the inference fast path; its lifespan loads every
+    deployment, runs the alias watcher and, when ``grpc_port`` is set, serves gRPC in the same
+    event loop."""
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -56,8 +60,9 @@ def create_app(state: ServerState) -> Starlette:
                 await grpc_server.stop(state.config.shutdown_timeout_s)
             await state.stop()
 
-    return Starlette(
-        routes=build_routes(state),
+    routes = InferenceRoutes(state)
+    app = Starlette(
+        routes=build_routes(state, routes),
         lifespan=lifespan,
         exception_handlers={
             ShipyardError: handle_shipyard_error,
@@ -65,3 +70,4 @@ def create_app(state: ServerState) -> Starlette:
             Exception: handle_unexpected,
         },
     )
+    return InferenceFastPath(app, routes)

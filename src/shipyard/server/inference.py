@@ -1,0 +1,191 @@
+"""The inference routes (OIP v2 infer, v1 predict) independent of the HTTP framework.
+
+``InferenceRoutes.answer`` takes the route's parameters, a header lookup and a body reader, and
+returns status, JSON bytes and headers. Two transports use it: the raw-ASGI fast path in front of
+the application (the hot path: no router, no Request/Response objects) and the Starlette routes
+that declare the same paths (405 for other methods, OpenAPI). Token check, in-flight gauge,
+latency and status counts happen here once for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from shipyard.core.oip import check_finite, decode_tensor, encode_output, tensors_to_batch
+from shipyard.core.v1_protocol import v1_batch
+from shipyard.errors import CircuitOpen, InvalidInput, PayloadTooLarge, ShipyardError
+from shipyard.server.endpoints import Endpoint, Prediction
+from shipyard.server.state import ServerState
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["v2", "v1"]
+HeaderLookup = Callable[[str], str | None]
+BodyReader = Callable[[int], Awaitable[bytes]]
+_DUMP = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def error_answer(exc: ShipyardError) -> Answer:
+    headers = {}
+    if exc.status == 503:
+        wait = exc.retry_after_s if isinstance(exc, CircuitOpen) else 1.0
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return Answer(exc.status, orjson.dumps({"error": exc.message}), headers)
+
+
+def check_body_headers(header: HeaderLookup, limit: int) -> None:
+    """Refuse compressed bodies, declared sizes over ``limit`` and the binary extension."""
+    encoding = (header("content-encoding") or "identity").lower()
+    if encoding != "identity":
+        raise InvalidInput(
+            f"Content-Encoding {encoding!r} is not supported; send an uncompressed body",
+            field="Content-Encoding",
+        )
+    declared = header("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
+    if header("inference-header-content-length") not in (None, declared):
+        raise InvalidInput(
+            "the binary tensor data extension is not supported; send JSON data "
+            "(tritonclient: binary_data=False)",
+            field="Inference-Header-Content-Length",
+        )
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}", field="body") from exc
+
+
+class InferenceRoutes:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.limit = state.config.max_body_bytes
+
+    async def answer(
+        self,
+        kind: Kind,
+        model: str,
+        version: str | None,
+        header: HeaderLookup,
+        read_body: BodyReader,
+    ) -> Answer:
+        state = self.state
+        try:
+            endpoint = state.endpoint(model)
+        except ShipyardError as exc:
+            return error_answer(exc)
+        metrics = state.metrics
+        started = time.perf_counter()
+        in_flight = metrics.in_flight.labels(model)
+        in_flight.inc()
+        answer = Answer(500, b'{"error": "internal error"}', {})
+        try:
+            state.check_token(header("authorization"), admin=False)
+            check_body_headers(header, self.limit)
+            body = parse_json(await read_body(self.limit))
+            if kind == "v2":
+                payload, prediction = await _infer_v2(endpoint, version, body)
+            else:
+                payload, prediction = await _predict_v1(endpoint, body)
+            answer = Answer(200, orjson.dumps(payload, option=_DUMP), _answer_headers(prediction))
+        except ShipyardError as exc:
+            if exc.code == "overloaded":
+                metrics.shed.labels(model).inc()
+            answer = error_answer(exc)
+        except Exception as exc:
+            logger.exception("inference on %s failed unexpectedly", model)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            answer = Answer(500, orjson.dumps({"error": message}), {})
+        finally:
+            in_flight.dec()
+            runner = endpoint.runner
+            version_label = runner.version_label if runner else ""
+            metrics.count(model, version_label, "rest", answer.status)
+            metrics.request_duration.labels(model, "rest").observe(time.perf_counter() - started)
+        return answer
+
+
+async def _infer_v2(
+    endpoint: Endpoint, version: str | None, body: Any
+) -> tuple[dict[str, Any], Prediction]:
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object with 'inputs'", field="body")
+    raw_inputs = body.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors", field="inputs")
+    tensors = dict(decode_tensor(raw, i) for i, raw in enumerate(raw_inputs))
+    if len(tensors) != len(raw_inputs):
+        raise InvalidInput("input names must be unique", field="inputs")
+    runner = endpoint.require_runner(version)
+    requested = _requested_outputs(body.get("outputs"), [t.name for t in runner.outputs])
+    batch = tensors_to_batch(runner.model.signature, tensors)
+    check_finite(batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf)
+    prediction = await endpoint.predict(batch, version)
+    payload: dict[str, Any] = {"model_name": endpoint.name}
+    if prediction.version is not None:
+        payload["model_version"] = str(prediction.version)
+    request_id = body.get("id")
+    if isinstance(request_id, str):
+        payload["id"] = request_id
+    if prediction.fallback is not None:
+        payload["parameters"] = {"fallback": prediction.fallback}
+    payload["outputs"] = [encode_output(prediction.output, name) for name in requested]
+    return payload, prediction
+
+
+async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Prediction]:
+    runner = endpoint.require_runner()
+    batch = v1_batch(body, runner.model.signature)
+    check_finite(batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf)
+    prediction = await endpoint.predict(batch)
+    payload: dict[str, Any] = {
+        "predictions": prediction.output,
+        "model_name": endpoint.name,
+        "model_version": None if prediction.version is None else str(prediction.version),
+    }
+    if prediction.fallback is not None:
+        payload["fallback"] = prediction.fallback
+    return payload, prediction
+
+
+def _answer_headers(prediction: Prediction) -> dict[str, str]:
+    headers = {}
+    if prediction.version is not None:
+        headers["X-Shipyard-Model-Version"] = str(prediction.version)
+    if prediction.fallback is not None:
+        headers["X-Shipyard-Fallback"] = prediction.fallback
+    return headers
+
+
+def _requested_outputs(raw: Any, known: list[str]) -> list[str]:
+    if raw is None:
+        return known
+    if not isinstance(raw, list):
+        raise InvalidInput("'outputs' must be a list of {\"name\": ...}", field="outputs")
+    names = []
+    for index, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in known:
+            raise InvalidInput(
+                f"outputs[{index}] names unknown output {name!r}; outputs: {', '.join(known)}",
+                field=f"outputs[{index}]",
+            )
+        names.append(name)
+    return names
