@@ -71,12 +71,6 @@ class TensorMetadata:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
-def _numeric_columns(signature: Signature) -> bool:
-    return isinstance(signature.inputs, tuple) and all(
-        c.dtype not in ("string", "datetime64[ns]") for c in signature.inputs
-    )
-
-
 def input_metadata(signature: Signature) -> list[TensorMetadata]:
     """What the model takes, as OIP tensors.
 
@@ -87,7 +81,7 @@ def input_metadata(signature: Signature) -> list[TensorMetadata]:
     if isinstance(signature.inputs, TensorSpec):
         spec = signature.inputs
         return [TensorMetadata(MATRIX_INPUT, oip_datatype(spec.dtype), spec.shape)]
-    if _numeric_columns(signature):
+    if signature.numeric_table:
         return [TensorMetadata(MATRIX_INPUT, "FP64", (-1, len(signature.inputs)))]
     return [TensorMetadata(c.name, oip_datatype(c.dtype), (-1,)) for c in signature.inputs]
 
@@ -194,8 +188,11 @@ def tensors_to_batch(signature: Signature, tensors: Mapping[str, np.ndarray[Any,
             )
         return signature.coerce(next(iter(tensors.values())))
     columns = signature.inputs
-    names = [c.name for c in columns]
-    if len(tensors) == 1 and _numeric_columns(signature) and not set(tensors) <= set(names):
+    if (
+        len(tensors) == 1
+        and signature.numeric_table
+        and next(iter(tensors)) not in signature.column_names
+    ):
         name, matrix = next(iter(tensors.items()))
         return _matrix_batch(columns, name, matrix)
     by_column = {}

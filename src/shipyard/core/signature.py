@@ -143,6 +143,13 @@ class Signature:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.inputs) if isinstance(self.inputs, tuple) else ()
 
+    @cached_property
+    def numeric_table(self) -> bool:
+        """Columnar with every column numeric or boolean (it can travel as one matrix)."""
+        return isinstance(self.inputs, tuple) and all(
+            c.dtype not in ("string", "datetime64[ns]") for c in self.inputs
+        )
+
     def to_dict(self) -> dict[str, Any]:
         inputs: Any
         if isinstance(self.inputs, TensorSpec):

@@ -36,6 +36,8 @@ def root_module(obj: Any) -> str:
 
 def tabular_input(batch: Batch) -> np.ndarray[Any, Any]:
     """The batch as a 2-D array: float64 when every column is numeric, object otherwise."""
+    if batch.table is not None:
+        return batch.table
     if batch.tensor is not None:
         return batch.tensor.reshape(batch.num_rows, -1)
     assert batch.columns is not None

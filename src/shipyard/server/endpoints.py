@@ -73,7 +73,7 @@ class ModelRunner:
             open_s=config.breaker.open_s,
             probes=config.breaker.probes,
         )
-        self._inline = config.batching is None and model.flavor.name in INLINE_FLAVORS
+        self.inline = config.batching is None and model.flavor.name in INLINE_FLAVORS
         self._inference = metrics.inference_duration.labels(endpoint)
         self.cache = ResponseCache(config.cache_size) if config.cache_size else None
         self._cache_hits = metrics.cache.labels(endpoint, "hit")
@@ -109,25 +109,37 @@ class ModelRunner:
         if self._batcher is not None:
             await self._batcher.stop()
 
-    async def predict(self, batch: Batch) -> np.ndarray[Any, Any]:
-        if self.cache is None:
-            return await self._run(batch)
-        key = batch_key(batch)
-        cached = self.cache.get(key)
+    def predict_inline(self, batch: Batch) -> np.ndarray[Any, Any]:
+        """Predict on the event loop (``inline`` runners: microsecond models, no thread hop)."""
+        key, cached = self._from_cache(batch)
         if cached is not None:
-            self._cache_hits.inc()
             return cached
-        self._cache_misses.inc()
-        output = await self._run(batch)
-        self.cache.put(key, output)
+        output = self._call(batch)
+        self._to_cache(key, output)
         return output
 
-    async def _run(self, batch: Batch) -> np.ndarray[Any, Any]:
+    async def predict(self, batch: Batch) -> np.ndarray[Any, Any]:
+        key, cached = self._from_cache(batch)
+        if cached is not None:
+            return cached
         if self._batcher is not None:
-            return await self._batcher.submit(batch)
-        if self._inline:
-            return self._call(batch)
-        return await asyncio.to_thread(self._call, batch)
+            output = await self._batcher.submit(batch)
+        else:
+            output = await asyncio.to_thread(self._call, batch)
+        self._to_cache(key, output)
+        return output
+
+    def _from_cache(self, batch: Batch) -> tuple[bytes, np.ndarray[Any, Any] | None]:
+        if self.cache is None:
+            return b"", None
+        key = batch_key(batch)
+        cached = self.cache.get(key)
+        (self._cache_hits if cached is not None else self._cache_misses).inc()
+        return key, cached
+
+    def _to_cache(self, key: bytes, output: np.ndarray[Any, Any]) -> None:
+        if self.cache is not None:
+            self.cache.put(key, output)
 
 
 class Endpoint:
@@ -189,7 +201,10 @@ class Endpoint:
         failure: ShipyardError
         reason: str
         try:
-            output = await asyncio.wait_for(runner.predict(batch), self.config.timeout_s)
+            if runner.inline:  # cannot be interrupted anyway; no task, no timer
+                output = runner.predict_inline(batch)
+            else:
+                output = await asyncio.wait_for(runner.predict(batch), self.config.timeout_s)
         except TimeoutError:
             failure = InferenceTimeout(
                 f"model {self.name!r} did not answer within {self.config.timeout_s:g} s"
@@ -205,8 +220,9 @@ class Endpoint:
             )
             reason = "error"
         else:
-            breaker.record(failed=False, now=time.monotonic())
-            self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(time.monotonic())])
+            now = time.monotonic()
+            breaker.record(failed=False, now=now)
+            self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(now)])
             return Prediction(output, runner.version)
         finally:
             self._in_flight -= 1
