@@ -93,7 +93,7 @@ class InferenceRoutes:
             return error_answer(exc)
         metrics = state.metrics
         started = time.perf_counter()
-        in_flight = metrics.in_flight.labels(model)
+        in_flight = endpoint.in_flight_gauge
         in_flight.inc()
         answer = Answer(500, b'{"error": "internal error"}', {})
         try:
@@ -118,7 +118,7 @@ class InferenceRoutes:
             runner = endpoint.runner
             version_label = runner.version_label if runner else ""
             metrics.count(model, version_label, "rest", answer.status)
-            metrics.request_duration.labels(model, "rest").observe(time.perf_counter() - started)
+            endpoint.rest_duration.observe(time.perf_counter() - started)
         return answer
 
 
