@@ -28,7 +28,9 @@ line and the server can return them as ``{"error": message}``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
+from types import ModuleType
 
 
 class ShipyardError(Exception):
@@ -133,6 +135,15 @@ class MissingDependency(ShipyardError):
         )
         self.package = package
         self.extra = extra
+
+
+def require_package(package: str, extra: str) -> ModuleType:
+    """Import an optional package on first use, or raise :class:`MissingDependency` naming the
+    ``shipyard[extra]`` that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependency(package.split(".")[0], extra) from exc
 
 
 class StorageUnavailable(ShipyardError):

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from shipyard.cli.context import workspace
 from shipyard.cli.render import console, print_table
-from shipyard.errors import MissingDependency
+from shipyard.errors import require_package
 from shipyard.tracking import seed_everything
 from shipyard.workspace import Workspace
 
@@ -65,11 +65,7 @@ def demo(ctx: typer.Context) -> None:
 
 
 def _lightgbm_classifier() -> Any:
-    try:
-        import lightgbm  # optional extra: shipyard[lightgbm]
-    except ImportError as exc:
-        raise MissingDependency("lightgbm", "lightgbm") from exc
-    return lightgbm.LGBMClassifier(**PARAMS)
+    return require_package("lightgbm", "lightgbm").LGBMClassifier(**PARAMS)
 
 
 def _load_data() -> tuple[pd.DataFrame, pd.Series]:

@@ -24,7 +24,6 @@ float64 step above each threshold flip about half the splits (up to 0.3 in proba
 
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.signature import Batch, Signature, TensorSpec
-from shipyard.errors import InvalidInput, MissingDependency
+from shipyard.errors import InvalidInput, MissingDependency, require_package
 
 INPUT_NAME = "input"
 PRECISIONS = ("float32", "float64")
@@ -69,7 +68,7 @@ def sklearn_to_onnx(
 ) -> bytes:
     """A scikit-learn estimator or Pipeline as ONNX, its input in ``precision`` (float32 by
     default; ONNX Runtime runs tree ensembles in float32 only)."""
-    skl2onnx = _require("skl2onnx", "onnx")
+    skl2onnx = require_package("skl2onnx", "onnx")
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
     precision = _precision(precision, allowed=PRECISIONS, what="a scikit-learn model")
@@ -90,8 +89,8 @@ def lightgbm_to_onnx(
     booster: Any, example: Batch, expected: np.ndarray[Any, Any], *, precision: str | None = None
 ) -> bytes:
     """A LightGBM booster as ONNX (float32 input: the only precision its converter writes)."""
-    onnxmltools = _require("onnxmltools", "onnx")
-    tensor_types = _require("onnxmltools.convert.common.data_types", "onnx")
+    onnxmltools = require_package("onnxmltools", "onnx")
+    tensor_types = require_package("onnxmltools.convert.common.data_types", "onnx")
 
     _precision(precision, allowed=("float32",), what="a LightGBM model")
     x = _features(example, "float32")
@@ -117,8 +116,8 @@ def xgboost_to_onnx(
     """An XGBoost booster as ONNX (float32 input, as XGBoost itself computes): only the trees
     in ``iteration_range`` ((0, 0): all), and for ``multi:softmax`` the class probabilities
     (``multi:softprob``), as the XGBoost flavor answers."""
-    onnxmltools = _require("onnxmltools", "onnx")
-    tensor_types = _require("onnxmltools.convert.common.data_types", "onnx")
+    onnxmltools = require_package("onnxmltools", "onnx")
+    tensor_types = require_package("onnxmltools.convert.common.data_types", "onnx")
 
     _precision(precision, allowed=("float32",), what="an XGBoost model")
 
@@ -152,9 +151,9 @@ def torch_to_onnx(
 ) -> bytes:
     """A torch module taking one tensor of ``dtype`` as ONNX, with a dynamic batch axis; the
     ONNX model keeps the module's dtype."""
-    torch = _require("torch", "torch")
-    _require("torch.export", "torch")
-    _require("onnxscript", "onnx")  # torch.onnx.export's exporter is built on it
+    torch = require_package("torch", "torch")
+    require_package("torch.export", "torch")
+    require_package("onnxscript", "onnx")  # torch.onnx.export's exporter is built on it
     if dtype not in TORCH_DTYPES:
         raise InvalidInput(
             f"cannot convert a torch model taking {dtype}; convertible dtypes: "
@@ -183,8 +182,8 @@ def torch_to_onnx(
 def fit_output(model: Any, x: np.ndarray[Any, Any], expected: np.ndarray[Any, Any]) -> bytes:
     """``model`` (an ``onnx.ModelProto``) reduced to the one output that answers like the
     source model did on ``x`` (``expected``), reshaped and cast to match it; serialized."""
-    helper = _require("onnx.helper", "onnx")
-    numpy_helper = _require("onnx.numpy_helper", "onnx")
+    helper = require_package("onnx.helper", "onnx")
+    numpy_helper = require_package("onnx.numpy_helper", "onnx")
     want = np.asarray(expected)
     names = [o.name for o in model.graph.output]
     if want.dtype.kind in "iub":  # the source answers labels
@@ -263,7 +262,7 @@ def _features(example: Batch, precision: str) -> np.ndarray[Any, Any]:
 
 
 def _run(model: bytes, x: np.ndarray[Any, Any], output: str) -> np.ndarray[Any, Any]:
-    ort = _require("onnxruntime", "onnx")
+    ort = require_package("onnxruntime", "onnx")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: converters declare label shapes loosely
     try:
@@ -339,11 +338,3 @@ def _no_bools(value: Any) -> Any:
     if isinstance(value, list):
         return [int(v) if isinstance(v, bool | np.bool_) else v for v in value]
     return value
-
-
-def _require(package: str, extra: str) -> Any:
-    """An optional package, imported on first use; a clear error naming the extra if missing."""
-    try:
-        return importlib.import_module(package)
-    except ImportError as exc:
-        raise MissingDependency(package.split(".")[0], extra) from exc

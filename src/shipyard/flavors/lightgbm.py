@@ -14,18 +14,10 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.signature import Batch
-from shipyard.errors import MissingDependency
+from shipyard.errors import require_package
 from shipyard.flavors.base import tabular_input
 
 MODEL_FILE = "model.txt"
-
-
-def _lightgbm() -> Any:
-    try:
-        import lightgbm
-    except ImportError as exc:
-        raise MissingDependency("lightgbm", "lightgbm") from exc
-    return lightgbm
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +31,14 @@ class LightGBMFlavor:
     name = "lightgbm"
 
     def save(self, model: Any, path: Path, example: Batch) -> dict[str, Any]:
-        lgb = _lightgbm()
+        lgb = require_package("lightgbm", "lightgbm")
         booster = model if isinstance(model, lgb.Booster) else model.booster_
         booster.save_model(str(path / MODEL_FILE))
         binary = isinstance(model, lgb.LGBMClassifier) and int(model.n_classes_) == 2
         return {"binary_proba": binary, "num_threads": 1}
 
     def load(self, path: Path, options: dict[str, Any]) -> LoadedBooster:
-        booster = _lightgbm().Booster(model_file=str(path / MODEL_FILE))
+        booster = require_package("lightgbm", "lightgbm").Booster(model_file=str(path / MODEL_FILE))
         return LoadedBooster(booster, bool(options["binary_proba"]), int(options["num_threads"]))
 
     def predict(self, model: LoadedBooster, batch: Batch) -> np.ndarray[Any, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.signature import Batch
-from shipyard.errors import InvalidInput, MissingDependency
+from shipyard.errors import InvalidInput, require_package
 
 MODEL_FILE = "model.onnx"
 
@@ -36,14 +36,6 @@ _NUMPY_TYPES = {
     "tensor(bool)": "bool",
     "tensor(string)": "object",
 }
-
-
-def _onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise MissingDependency("onnxruntime", "onnx") from exc
-    return onnxruntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +117,7 @@ def _model_bytes(model: Any) -> bytes:
 
 
 def _session(file: Path) -> Any:
-    ort = _onnxruntime()
+    ort = require_package("onnxruntime", "onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1

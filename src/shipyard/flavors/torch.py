@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.signature import Batch
-from shipyard.errors import InvalidInput, MissingDependency
+from shipyard.errors import InvalidInput, require_package
 
 MODEL_FILE = "model.pt2"
 DEFAULT_DTYPE = "float32"
@@ -24,12 +24,9 @@ _NUMPY_FLOATS = ("float16", "float32", "float64")
 
 
 def _torch() -> Any:
-    try:
-        import torch
-        import torch.export
-    except ImportError as exc:
-        raise MissingDependency("torch", "torch") from exc
-    return torch
+    """torch, with ``torch.export`` loaded (it is not imported by ``import torch``)."""
+    require_package("torch.export", "torch")
+    return require_package("torch", "torch")
 
 
 @dataclass(frozen=True, slots=True)

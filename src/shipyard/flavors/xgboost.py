@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.signature import Batch
-from shipyard.errors import MissingDependency
+from shipyard.errors import require_package
 from shipyard.flavors.base import tabular_input
 
 MODEL_FILE = "model.ubj"
@@ -26,14 +26,6 @@ MODEL_FILE = "model.ubj"
 OUTPUT_VALUE = "value"
 OUTPUT_BINARY_PROBA = "binary_proba"
 OUTPUT_SOFTMAX = "softmax"
-
-
-def _xgboost() -> Any:
-    try:
-        import xgboost
-    except ImportError as exc:
-        raise MissingDependency("xgboost", "xgboost") from exc
-    return xgboost
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +40,7 @@ class XGBoostFlavor:
     name = "xgboost"
 
     def save(self, model: Any, path: Path, example: Batch) -> dict[str, Any]:
-        xgb = _xgboost()
+        xgb = require_package("xgboost", "xgboost")
         booster = model if isinstance(model, xgb.Booster) else model.get_booster()
         booster.save_model(str(path / MODEL_FILE))
         output = OUTPUT_VALUE
@@ -63,7 +55,7 @@ class XGBoostFlavor:
         }
 
     def load(self, path: Path, options: dict[str, Any]) -> LoadedXGBoost:
-        booster = _xgboost().Booster(model_file=str(path / MODEL_FILE))
+        booster = require_package("xgboost", "xgboost").Booster(model_file=str(path / MODEL_FILE))
         booster.set_param({"nthread": int(options["nthread"])})
         start, stop = options["iteration_range"]
         missing = options["missing"]

@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from filelock import FileLock
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from shipyard.errors import InvalidInput, MissingDependency, StorageUnavailable
+from shipyard.errors import InvalidInput, StorageUnavailable, require_package
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +134,7 @@ def _create_engine(url: str) -> Engine:
         case "sqlite":
             return _sqlite_engine(parsed)
         case "postgresql" | "postgres":
-            try:
-                import psycopg  # noqa: F401
-            except ImportError as exc:
-                raise MissingDependency("psycopg", "postgres") from exc
+            require_package("psycopg", "postgres")  # the driver SQLAlchemy will use
             parsed = parsed.set(drivername="postgresql+psycopg")
             return sa.create_engine(parsed, pool_pre_ping=True)
         case other:

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shipyard.errors import Conflict, InvalidInput, MissingDependency, NotFound, StorageUnavailable
+from shipyard.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+    require_package,
+)
 from shipyard.records import StoredArtifact
 from shipyard.storage.artifacts.local import copy_hashed
 from shipyard.storage.artifacts.manifest import confined_relpath, manifest_digest, verify_dir
@@ -24,10 +30,7 @@ class S3ArtifactStore:
     """``s3://bucket/prefix``; ``endpoint_url`` selects a non-AWS S3 API (MinIO, moto, Ceph…)."""
 
     def __init__(self, url: str, *, cache_dir: Path, endpoint_url: str | None = None) -> None:
-        try:
-            import s3fs
-        except ImportError as exc:
-            raise MissingDependency("s3fs", "s3") from exc
+        s3fs = require_package("s3fs", "s3")
         bucket_and_prefix = url.removeprefix("s3://").strip("/")
         if not bucket_and_prefix:
             raise InvalidInput(f"S3 URL {url!r} names no bucket", field="SHIPYARD_ARTIFACTS_URL")
