@@ -163,7 +163,9 @@ def test_requests_beyond_the_queue_limit_are_shed_with_503(home: Path) -> None:
         held = [
             asyncio.create_task(client.post("/v1/models/gate:predict", json=GOOD)) for _ in range(2)
         ]
-        while state.endpoints["gate"]._in_flight < 2:  # both admitted and waiting in the model
+        in_flight = {"model": "gate"}
+        registry = state.metrics.registry
+        while registry.get_sample_value("shipyard_in_flight_requests", in_flight) != 2:
             await asyncio.sleep(0.001)
         shed = await client.post("/v1/models/gate:predict", json=GOOD)
         gate.release.set()
@@ -174,8 +176,10 @@ def test_requests_beyond_the_queue_limit_are_shed_with_503(home: Path) -> None:
     assert shed.status_code == 503
     assert shed.headers["retry-after"] == "1"
     assert "requests in progress" in shed.json()["error"]
-    shed_count = state.metrics.shed.labels("gate")._value.get()
-    assert shed_count == 1
+    shed_total = state.metrics.registry.get_sample_value(
+        "shipyard_shed_requests_total", {"model": "gate"}
+    )
+    assert shed_total == 1
 
 
 def test_a_request_over_its_timeout_is_504(home: Path) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from shipyard.core.signature import Batch
-from shipyard.errors import Overloaded
 
 
 @dataclass(slots=True)
@@ -26,8 +25,9 @@ class DynamicBatcher:
     """Collects requests for up to ``max_wait_ms`` or ``max_batch_size`` rows, runs ``predict``
     once in a worker thread, and answers each request with its own rows.
 
-    ``on_batch(rows, queue_seconds)`` reports each run for metrics. At most ``max_queue``
-    requests wait; more are refused with :class:`Overloaded`.
+    ``on_batch(rows, queue_seconds)`` reports each run for metrics. The queue is bounded by
+    the endpoint's in-flight limit. ``stop`` answers everything already queued first, so a
+    version swap never strands a request.
     """
 
     def __init__(
@@ -36,13 +36,11 @@ class DynamicBatcher:
         *,
         max_batch_size: int,
         max_wait_ms: float,
-        max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        self.max_queue = max_queue
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -52,19 +50,15 @@ class DynamicBatcher:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Answer every queued request, then end the collecting task."""
         if self._task is not None:
+            await self._queue.join()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
     async def submit(self, batch: Batch) -> np.ndarray[Any, Any]:
-        if self._queue.qsize() >= self.max_queue:
-            raise Overloaded(f"model queue is full ({self.max_queue} waiting); retry shortly")
         future: asyncio.Future[np.ndarray[Any, Any]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(batch, future, time.perf_counter()))
         return await future
@@ -89,7 +83,11 @@ class DynamicBatcher:
                     item = self._queue.get_nowait()
                 group.append(item)
                 rows += item.batch.num_rows
-            await self._run_group(group, rows)
+            try:
+                await self._run_group(group, rows)
+            finally:
+                for _ in group:
+                    self._queue.task_done()
 
     async def _run_group(self, group: list[_Pending], rows: int) -> None:
         live = [p for p in group if not p.future.done()]  # timed-out callers are skipped

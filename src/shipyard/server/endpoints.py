@@ -91,7 +91,6 @@ class ModelRunner:
                 self._call,
                 max_batch_size=config.batching.max_batch_size,
                 max_wait_ms=config.batching.max_wait_ms,
-                max_queue=config.max_queue,
                 on_batch=on_batch,
             )
 
