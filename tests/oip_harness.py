@@ -61,13 +61,18 @@ class Models:
         return np.asarray(self.num.predict_proba(frame))
 
 
+def mixed_model() -> Any:
+    """A Pipeline over string, integer and float columns (one-hot city + logistic regression)."""
+    encode = ColumnTransformer([("city", OneHotEncoder(), ["city"])], remainder="passthrough")
+    return make_pipeline(encode, LogisticRegression(max_iter=500)).fit(MIXED, LABELS)
+
+
 def register_models(home: Path) -> Models:
     workspace = Workspace(Settings(home=home, user="t"))
     num = LogisticRegression().fit(NUMERIC, LABELS)
     workspace.register_model("num", num, input_example=NUMERIC.head(3))
     workspace.registry.set_alias("num", "production", 1)
-    encode = ColumnTransformer([("city", OneHotEncoder(), ["city"])], remainder="passthrough")
-    mixed = make_pipeline(encode, LogisticRegression(max_iter=500)).fit(MIXED, LABELS)
+    mixed = mixed_model()
     workspace.register_model("mixed", mixed, input_example=MIXED.head(3))
     label = RidgeClassifier().fit(NUMERIC, np.where(LABELS == 1, "yes", ""))
     workspace.register_model("label", label, input_example=NUMERIC.head(3))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from oip_harness import free_port
 from serving_models import Slow
 from shipyard import Settings, Workspace
 
@@ -29,16 +29,10 @@ ROW = {"instances": [{"a": 0.3, "b": 0.1}]}
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(
     home: Path, *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SHIPYARD_HOME": str(home)}
     process = subprocess.Popen(
         [sys.executable, "-m", "shipyard.cli.app", "serve", *args, "--port", str(port)],

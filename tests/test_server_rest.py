@@ -9,34 +9,18 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 from starlette.testclient import TestClient
 
+from oip_harness import LABELS, MIXED, NUMERIC, mixed_model
 from shipyard import Settings, Workspace
 from shipyard.server.app import build_state, create_app
 from shipyard.server.config import load_config
 
-RNG = np.random.default_rng(0)
-NUMERIC = pd.DataFrame(RNG.normal(size=(60, 3)), columns=["a", "b", "c"])
-LABELS = (NUMERIC["a"] + NUMERIC["b"] > 0).astype(int)
-MIXED = pd.DataFrame(
-    {
-        "city": RNG.choice(["paris", "oslo", "rome"], size=60),
-        "age": RNG.integers(18, 80, size=60).astype(np.int64),
-        "income": RNG.normal(50, 10, size=60),
-    }
-)
 TOKEN = "s3cret-token"
-
-
-def _mixed_model() -> Any:
-    encode = ColumnTransformer([("city", OneHotEncoder(), ["city"])], remainder="passthrough")
-    return make_pipeline(encode, LogisticRegression(max_iter=500)).fit(MIXED, LABELS)
 
 
 @pytest.fixture
@@ -48,7 +32,7 @@ def home(tmp_path: Path) -> Path:
         "num", LogisticRegression(C=0.01).fit(NUMERIC, LABELS), input_example=NUMERIC.head(3)
     )
     ws.registry.set_alias("num", "production", 1)
-    ws.register_model("mixed", _mixed_model(), input_example=MIXED.head(3))
+    ws.register_model("mixed", mixed_model(), input_example=MIXED.head(3))
     ws.close()
     return tmp_path / "home"
 
@@ -173,7 +157,7 @@ def test_infer_per_column_inputs_with_strings_and_integers(client: TestClient) -
     }
     response = client.post("/v2/models/mixed/infer", content=_dumps(request), headers={})
     assert response.status_code == 200, response.text
-    expected = _mixed_model().predict_proba(rows)
+    expected = mixed_model().predict_proba(rows)
     np.testing.assert_allclose(
         np.array(response.json()["outputs"][0]["data"]).reshape(3, 2), expected, rtol=0, atol=0
     )
@@ -388,6 +372,4 @@ def test_openapi_document_lists_exactly_the_routes(client: TestClient) -> None:
 
 
 def _dumps(payload: Any) -> bytes:
-    import orjson
-
     return orjson.dumps(payload)
