@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -96,7 +97,7 @@ def serve(config: ServerConfig, settings: Settings) -> None:
         return
     metrics_dir = tempfile.mkdtemp(prefix="shipyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    sock = uvicorn.Config("shipyard:__name__", host=config.host, port=config.port).bind_socket()
+    sock = socket.create_server((config.host, config.port), backlog=4096)  # shared by the workers
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(
@@ -117,6 +118,7 @@ def serve(config: ServerConfig, settings: Settings) -> None:
     for worker in workers:
         worker.join()
     sock.close()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _pin_native_threads(workers: int) -> None:
