@@ -160,7 +160,6 @@ class Endpoint:
         self._in_flight = 0
         self._breaker_gauge = metrics.breaker_state.labels(self.name)
         self.in_flight_gauge = metrics.in_flight.labels(self.name)
-        self.rest_duration = metrics.request_duration.labels(self.name, "rest")
         self._swap_lock = asyncio.Lock()
 
     @property

@@ -145,13 +145,15 @@ class InferenceServicer:
         except ShipyardError as exc:  # unknown models are not counted: labels stay bounded
             await _abort(context, status_code(exc), exc.message)
         metrics = self._state.metrics
-        in_flight = metrics.in_flight.labels(endpoint.name)
+        in_flight = endpoint.in_flight_gauge
         in_flight.inc()
         code = grpc.StatusCode.INTERNAL
+        answered_by = ""
         try:
             self._state.check_token(_authorization(context), admin=False)
             response = await self._infer(endpoint, request)
             code = grpc.StatusCode.OK
+            answered_by = response.model_version
             return response
         except ShipyardError as exc:
             code = status_code(exc)
@@ -166,10 +168,10 @@ class InferenceServicer:
         finally:
             in_flight.dec()
             runner = endpoint.runner
-            version = runner.version_label if runner is not None else ""
-            metrics.requests.labels(endpoint.name, version, "grpc", code.name).inc()
-            metrics.request_duration.labels(endpoint.name, "grpc").observe(
-                time.perf_counter() - started
+            if not answered_by and runner is not None:
+                answered_by = runner.version_label
+            metrics.finish(
+                endpoint.name, answered_by, "grpc", code.name, time.perf_counter() - started
             )
 
     async def _infer(

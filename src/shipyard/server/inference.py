@@ -115,10 +115,11 @@ class InferenceRoutes:
             answer = Answer(500, orjson.dumps({"error": message}), {})
         finally:
             in_flight.dec()
+            answered_by = answer.headers.get("X-Shipyard-Model-Version")
             runner = endpoint.runner
-            version_label = runner.version_label if runner else ""
-            metrics.count(model, version_label, "rest", answer.status)
-            endpoint.rest_duration.observe(time.perf_counter() - started)
+            if answered_by is None:
+                answered_by = runner.version_label if runner else ""
+            metrics.finish(model, answered_by, "rest", answer.status, time.perf_counter() - started)
         return answer
 
 

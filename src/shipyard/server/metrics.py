@@ -126,14 +126,24 @@ class ServerMetrics:
             ["model", "result"],
             registry=registry,
         )
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[str, ...], Any] = {}  # request counters by label values
+        self._durations: dict[tuple[str, str], Any] = {}
 
-    def count(self, model: str, version: str, protocol: str, code: int) -> None:
+    def finish(
+        self, model: str, version: str, protocol: str, code: int | str, seconds: float
+    ) -> None:
+        """Count one answered request (HTTP status or gRPC code name) and observe its latency."""
         key = (model, version, protocol, str(code))
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.requests.labels(*key)
-        child.inc()
+        counter = self._children.get(key)
+        if counter is None:
+            counter = self._children[key] = self.requests.labels(*key)
+        counter.inc()
+        duration = self._durations.get((model, protocol))
+        if duration is None:
+            duration = self._durations[(model, protocol)] = self.request_duration.labels(
+                model, protocol
+            )
+        duration.observe(seconds)
 
     def expose(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition body and its content type, negotiated from the Accept header."""
