@@ -1,10 +1,10 @@
 """Shared test infrastructure: workspaces on every metadata backend and artifact store.
 
 Services are found through environment variables with the machine's defaults:
-``SHIPYARD_TEST_POSTGRES_URL`` (postgresql://root@127.0.0.1:5432/test) and
-``SHIPYARD_TEST_S3_ENDPOINT`` (unset: a moto S3 server is started on a loopback port for the
-session). A test needing a missing service is skipped with the reason — except in CI
-(``CI=true``), where a missing service fails the run.
+``SHIPYARD_TEST_POSTGRES_URL`` (postgresql://root@127.0.0.1:5432/test),
+``SHIPYARD_TEST_REDIS_URL`` (redis://127.0.0.1:6379/15) and ``SHIPYARD_TEST_S3_ENDPOINT`` (unset: a
+moto S3 server is started on a loopback port for the session). A test needing a missing service is
+skipped with the reason — except in CI (``CI=true``), where a missing service fails the run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from shipyard import Settings, Workspace
 
 POSTGRES_URL = os.environ.get("SHIPYARD_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -58,6 +59,23 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
+
+
+# ---------------------------------------------------------------------- Redis
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis database. Tests share it: each keeps to its own key names and cleans up."""
+    try:
+        import redis
+    except ImportError:
+        service_missing("redis-py is not installed (pip install 'shipyard[redis]')")
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except redis.exceptions.RedisError as exc:
+        service_missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
 
 
 # ------------------------------------------------------------------------- S3

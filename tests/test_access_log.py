@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,9 @@ from shipyard.core.tracecontext import continue_trace, parse_traceparent
 from shipyard.server.access_log import AccessLogMiddleware, JsonFormatter
 from shipyard.server.app import build_state, create_app
 from shipyard.server.config import load_config
+from shipyard.server.grpc_service import INFER_PATH, start_grpc_server
+from shipyard.server.proto import inference_pb2 as pb
+from shipyard.server.proto import inference_pb2_grpc as pb_grpc
 
 VALID = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 SPAN = "1111111111111111"
@@ -88,3 +93,55 @@ def test_access_log_lines_carry_request_id_and_trace(
     assert line["parent_id"] == "b7ad6b7169203331"
     assert (line["method"], line["path"], line["status"]) == ("POST", "/v1/models/num:predict", 200)
     assert line["duration_ms"] > 0
+
+
+def test_grpc_calls_write_access_lines_with_request_id_and_trace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path / "home"
+    x = pd.DataFrame({"a": np.arange(6.0), "b": np.arange(6.0) ** 2})
+    ws = Workspace(Settings(home=home))
+    ws.register_model("num", LogisticRegression().fit(x, [0, 1] * 3), input_example=x.head(2))
+    ws.close()
+    config = {"deployments": [{"name": "num", "model": "num/1"}], "access_log": True}
+    state = build_state(load_config(config), Settings(home=home))
+    caplog.set_level(logging.INFO, logger="shipyard.access")
+    request = pb.ModelInferRequest(model_name="num")
+    for name in ("a", "b"):
+        tensor = request.inputs.add(name=name, datatype="FP64", shape=[1])
+        tensor.contents.fp64_contents.append(1.0)
+
+    async def scenario() -> tuple[dict[str, str], grpc.StatusCode]:
+        await state.start()
+        server = await start_grpc_server(state, 0)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                call = stub.ModelInfer(
+                    request,
+                    metadata=(("traceparent", VALID), ("x-request-id", "req-7")),
+                    timeout=10,
+                )
+                await call
+                trailing = dict(await call.trailing_metadata())
+                with pytest.raises(grpc.aio.AioRpcError) as bad:
+                    await stub.ModelInfer(pb.ModelInferRequest(model_name="num"), timeout=10)
+            return {k: str(v) for k, v in trailing.items()}, bad.value.code()
+        finally:
+            await server.stop(0)
+            await state.stop()
+
+    trailing, code = asyncio.run(scenario())
+    state.workspace.close()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert trailing["x-request-id"] == "req-7"
+    assert trailing["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+    records = [r for r in caplog.records if r.name == "shipyard.access"]
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+    assert [(x["method"], x["path"], x["status"]) for x in lines] == [
+        ("GRPC", INFER_PATH, "OK"),
+        ("GRPC", INFER_PATH, "INVALID_ARGUMENT"),
+    ]
+    assert lines[0]["request_id"] == "req-7"
+    assert lines[0]["parent_id"] == "b7ad6b7169203331"
+    assert len(lines[1]["request_id"]) == 32 and lines[1]["duration_ms"] > 0

@@ -275,6 +275,15 @@ def test_demo_trains_registers_aliases_and_serves_in_a_fresh_home(tmp_path: Path
     assert "models:/breast-cancer@production" in result.stdout
     assert "equal the trained model's predict_proba" in result.stdout
     assert "shipyard models lineage breast-cancer@production" in result.stdout
+    assert "point-in-time training set from service 'breast_cancer_v1'" in result.stdout
+    assert "(features from 'breast_cancer_v1')" in result.stdout
+    assert "200/200 answers equal load_model's" in result.stdout
+    features = run_json(home, "features", "list")
+    assert {(f["kind"], f["name"]) for f in features} == {
+        ("entity", "patient"),
+        ("feature_view", "tumour"),
+        ("feature_service", "breast_cancer_v1"),
+    }
     models = run_json(home, "models", "list")
     assert [m["name"] for m in models] == ["breast-cancer"]
     assert models[0]["aliases"] == {"production": 1}
@@ -282,7 +291,7 @@ def test_demo_trains_registers_aliases_and_serves_in_a_fresh_home(tmp_path: Path
     assert lineage["run"]["experiment"] == "demo"
     assert lineage["run"]["seed"] == 42
     assert lineage["run"]["metrics"]["test_auc"] > 0.9
-    assert [d["name"] for d in lineage["run"]["datasets"]] == ["test", "train"]
+    assert [d["name"] for d in lineage["run"]["datasets"]] == ["test", "train", "training_set"]
 
 
 def test_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:

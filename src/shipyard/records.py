@@ -154,3 +154,29 @@ class OptimizationResult:
     mean_abs_diff: float
     rows: int
     tolerance: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDefinitionRecord:
+    """One applied version of a feature definition (entity, view, on-demand view or service)."""
+
+    kind: str
+    name: str
+    version: int
+    spec: dict[str, Any]
+    fingerprint: str
+    breaking: bool
+    repo_id: int | None
+    created_at: datetime
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureChange:
+    """What ``features apply`` did to one definition: created, updated, breaking or unchanged."""
+
+    kind: str
+    name: str
+    version: int
+    action: str
+    detail: str = ""

@@ -12,8 +12,10 @@ class Settings(BaseSettings):
     """Where a workspace keeps its metadata and artifacts.
 
     ``database_url`` defaults to a SQLite file in ``home`` and ``artifacts_url`` to a folder in
-    ``home``; either may point at PostgreSQL / an S3 bucket instead. ``admin_token`` guards the
-    server's admin API (disabled without it); ``inference_token``, when set, guards inference.
+    ``home``; either may point at PostgreSQL / an S3 bucket instead. ``online_store_url`` is the
+    online feature store: a SQLite file in ``home`` by default, or ``redis://host:port/db``.
+    ``admin_token`` guards the server's admin API (disabled without it); ``inference_token``,
+    when set, guards inference.
     """
 
     model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="ignore")
@@ -22,6 +24,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     artifacts_url: str | None = None
     s3_endpoint_url: str | None = None
+    online_store_url: str | None = None
     user: str | None = None
     admin_token: SecretStr | None = None
     inference_token: SecretStr | None = None
@@ -38,6 +41,10 @@ class Settings(BaseSettings):
     @property
     def resolved_artifacts_url(self) -> str:
         return self.artifacts_url or str(self.home / "artifacts")
+
+    @property
+    def resolved_online_store_url(self) -> str:
+        return self.online_store_url or f"sqlite:///{self.home / 'online.db'}"
 
     @property
     def cache_dir(self) -> Path:

@@ -16,13 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
+import pyarrow.parquet as pq
 
 from shipyard import conversion
 from shipyard.core.identifiers import ModelRef, parse_model_uri
 from shipyard.core.parity import compare, uniform_rows
+from shipyard.core.profile import Profile, as_table, profile_table
 from shipyard.core.signature import Batch, Signature, infer_signature
 from shipyard.errors import InvalidInput
+from shipyard.features.catalog import FeatureCatalog
+from shipyard.features.offline import TrainingSet
+from shipyard.features.store import FeatureStore
 from shipyard.flavors import flavor_for, get_flavor
 from shipyard.flavors.base import LoadedModel
 from shipyard.flavors.lightgbm import LoadedBooster
@@ -33,6 +39,7 @@ from shipyard.registry import Registry
 from shipyard.settings import Settings
 from shipyard.storage.artifacts import ArtifactStore, open_artifact_store
 from shipyard.storage.database import Database, open_database
+from shipyard.storage.online import open_online_store
 from shipyard.tracking import ActiveRun, Tracker
 
 logger = logging.getLogger(__name__)
@@ -40,6 +47,9 @@ logger = logging.getLogger(__name__)
 MODEL_DIR = "model"
 EXAMPLE_PARQUET = "input_example.parquet"
 EXAMPLE_NPY = "input_example.npy"
+PROFILE_JSON = "reference_profile.json"
+REFERENCE_PARQUET = "reference.parquet"
+REFERENCE_ROWS = 1_000_000
 
 
 class Workspace:
@@ -58,9 +68,22 @@ class Workspace:
         self.registry = Registry(self.database, self.store, user=self.user)
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._load_lock = threading.Lock()
+        self._features: FeatureStore | None = None
 
     def close(self) -> None:
+        if self._features is not None:
+            self._features.close()
         self.database.close()
+
+    @property
+    def features(self) -> FeatureStore:
+        """The feature store (opened on first use, on ``settings.online_store_url``)."""
+        if self._features is None:
+            self._features = FeatureStore(
+                FeatureCatalog(self.database, self.store, user=self.user),
+                open_online_store(self.settings.resolved_online_store_url),
+            )
+        return self._features
 
     # ----------------------------------------------------------------- runs
     def start_run(
@@ -83,9 +106,16 @@ class Workspace:
         flavor: str | None = None,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        reference_data: Any = None,
     ) -> ModelVersion:
         """Save ``model`` with its flavor, infer its signature from ``input_example`` (checking
-        that the saved model loads back and predicts on it), and register the next version."""
+        that the saved model loads back and predicts on it), and register the next version.
+
+        ``reference_data`` (the training data: a DataFrame, Arrow table or TrainingSet) is kept
+        with the version — a sample of up to 1,000,000 rows and its profile — so that the
+        server can validate requests against it and monitoring can compare live data with it.
+        A TrainingSet also records its feature references and fingerprint as version tags.
+        """
         if input_example is None:
             raise InvalidInput(
                 "input_example is required: it defines the model's signature and warms it up "
@@ -106,6 +136,14 @@ class Workspace:
             else:
                 assert batch.tensor is not None
                 np.save(root / EXAMPLE_NPY, batch.tensor, allow_pickle=False)
+            if isinstance(reference_data, TrainingSet):
+                tags = {**reference_data.lineage_tags(), **(tags or {})}
+                reference_data = reference_data.to_arrow()
+            if reference_data is not None:
+                reference = as_table(reference_data).slice(0, REFERENCE_ROWS)
+                pq.write_table(reference, root / REFERENCE_PARQUET)
+                profile = profile_table(reference)
+                (root / PROFILE_JSON).write_bytes(orjson.dumps(profile.to_dict()))
             return self.registry.register(
                 name,
                 source=root,
@@ -149,6 +187,20 @@ class Workspace:
             model=model,
             signature=Signature.from_dict(version.signature),
         )
+
+    def reference_profile(self, version: ModelVersion) -> Profile | None:
+        """The profile of the data a version was registered with (None if none was given)."""
+        path = self.registry.local_path(version) / PROFILE_JSON
+        if not path.exists():
+            return None
+        return Profile.from_dict(orjson.loads(path.read_bytes()))
+
+    def log_training_set(
+        self, run: ActiveRun, training_set: TrainingSet, name: str = "training_set"
+    ) -> None:
+        """Record a training set on a run: its content fingerprint, feature refs and definitions."""
+        run.log_dataset(training_set.to_pandas(), name)
+        run.set_tags(training_set.lineage_tags())
 
     def input_example(self, version: ModelVersion) -> Any:
         """The input example stored with a version (a DataFrame, or an array for tensors)."""

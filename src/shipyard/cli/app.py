@@ -15,7 +15,7 @@ import pydantic
 import typer
 
 from shipyard import __version__
-from shipyard.cli import demo, models, runs, serve
+from shipyard.cli import demo, features, models, runs, serve
 from shipyard.cli.context import CliState, require_command, state, workspace
 from shipyard.cli.render import JsonFlag, emit_json, print_fields
 from shipyard.errors import InvalidInput, ShipyardError
@@ -25,7 +25,7 @@ USAGE_EXIT = 2
 
 app = typer.Typer(
     name="shipyard",
-    help="Track training runs, register models and move their aliases.",
+    help="Track training runs, register and serve models, and manage their features.",
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(features.app, name="features")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 

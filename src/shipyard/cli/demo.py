@@ -1,7 +1,8 @@
-"""``shipyard demo``: train, track, register, alias, load and predict — end to end, step by step.
+"""``shipyard demo``: features, training, tracking, registry, aliases and serving — end to end.
 
-Trains a LightGBM classifier on scikit-learn's bundled breast-cancer data (no download), so a new
-user sees every part of the workspace work together in a few seconds.
+Puts scikit-learn's bundled breast-cancer data (no download) behind a feature view, builds a
+point-in-time training set from it, trains a LightGBM classifier, registers and aliases it, and
+serves it with online features, so a new user sees every part work together in a few seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,23 @@ from shipyard.workspace import Workspace
 
 MODEL_NAME = "breast-cancer"
 ALIAS = "production"
+FEATURE_SERVICE = "breast_cancer_v1"
+DEFINITIONS = """\
+from datetime import timedelta
+
+from shipyard.features.definitions import Entity, FeatureService, FeatureView, Field, ParquetSource
+
+patient = Entity("patient", join_keys=["patient_id"])
+tumour = FeatureView(
+    "tumour",
+    entities=[patient],
+    features=[Field(name, "float64") for name in {names!r}],
+    source=ParquetSource({path!r}),
+    timestamp_field="measured_at",
+    ttl=timedelta(days=90),
+)
+breast_cancer_v1 = FeatureService("breast_cancer_v1", [tumour])
+"""
 SEED = 42
 PARAMS: dict[str, Any] = {
     "n_estimators": 100,
@@ -86,17 +105,30 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
 
     model = _lightgbm_classifier()
     features, target = _load_data()
+    now = datetime.now(UTC).replace(microsecond=0)
+    spine, changes = _feature_repo(ws, features, target, now)
+    training = ws.features.get_historical_features(spine, FEATURE_SERVICE)
+    table = training.to_pandas().set_index("patient_id")
+    columns = list(features.columns)
     x_train, x_test, y_train, y_test = train_test_split(
-        features, target, test_size=0.25, random_state=SEED, stratify=target
+        table[columns],
+        table["diagnosis"],
+        test_size=0.25,
+        random_state=SEED,
+        stratify=table["diagnosis"],
     )
     out.print(
-        f"[bold]1. data[/]    breast cancer (scikit-learn): {len(x_train)} train rows, "
-        f"{len(x_test)} held-out rows, {features.shape[1]} features"
+        f"[bold]1. features[/] feature view 'tumour' ({len(columns)} measurements per patient, "
+        f"ttl 90 days) over {len(features)} patients; applied "
+        + ", ".join(f"{c.kind} {c.name} v{c.version} ({c.action})" for c in changes)
+        + f"\n          point-in-time training set from service '{FEATURE_SERVICE}': "
+        f"{len(x_train)} train rows, {len(x_test)} held-out rows"
     )
 
     seed_everything(SEED)
     with ws.start_run("demo", name="breast-cancer-lightgbm") as run:
-        run.log_params(PARAMS)
+        run.log_params({**PARAMS, "feature_service": FEATURE_SERVICE})
+        ws.log_training_set(run, training)
         run.log_dataset(x_train.assign(target=y_train), "train")
         run.log_dataset(x_test.assign(target=y_test), "test")
         model.fit(x_train, y_train)
@@ -113,6 +145,7 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
             MODEL_NAME,
             model,
             input_example=x_train.head(5),
+            reference_data=x_train,
             run=run,
             description="LightGBM on the breast-cancer data (shipyard demo)",
         )
@@ -146,10 +179,16 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         ),
         empty="no rows",
     )
-    served_match = _serve_and_query(ws, x_test, served, out)
+    results = ws.features.materialize(now - timedelta(days=365), now + timedelta(seconds=1))
+    out.print(
+        "[bold]6. online[/]  materialised "
+        + ", ".join(f"{r.view} v{r.version}: {r.rows_written} patients" for r in results)
+        + f" into {escape(ws.settings.resolved_online_store_url)}"
+    )
+    served_match = _serve_and_query(ws, x_test.index.to_numpy(), served, out)
     settings = ws.settings
     out.print(
-        f"[bold]8. workspace[/] {escape(str(settings.home))}\n"
+        f"[bold]9. workspace[/] {escape(str(settings.home))}\n"
         f"          metadata:  {escape(ws.database.safe_url)}\n"
         f"          artifacts: {escape(settings.resolved_artifacts_url)}"
     )
@@ -160,6 +199,8 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         f"  shipyard models lineage {MODEL_NAME}@{ALIAS}\n"
         f"  shipyard models alias history {MODEL_NAME} {ALIAS}\n"
         "  shipyard models list --json\n"
+        "  shipyard features list\n"
+        "  shipyard features materialize-incremental\n"
         f"  shipyard serve {MODEL_NAME}@{ALIAS} --port 8080",
         highlight=False,
     )
@@ -172,12 +213,44 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve_and_query(ws: Workspace, rows: pd.DataFrame, expected: Any, out: Console) -> bool:
-    """Start ``shipyard serve`` in the background, query it over the Open Inference Protocol
-    (REST, one row per request, one keep-alive connection), report latencies, stop it."""
+def _feature_repo(
+    ws: Workspace, features: pd.DataFrame, target: pd.Series, now: datetime
+) -> tuple[pd.DataFrame, list[Any]]:
+    """Write the measurements as Parquet with a time per patient, apply a definitions file for
+    them, and return the training spine (patient, diagnosis time, label) and what was applied."""
+    folder = ws.settings.home / "demo-features"
+    folder.mkdir(parents=True, exist_ok=True)
+    patients = np.arange(len(features))
+    measured = [now - timedelta(days=60) + timedelta(minutes=int(i)) for i in patients]
+    data = features.assign(patient_id=patients, measured_at=measured)
+    data.to_parquet(folder / "tumour.parquet", index=False)
+    definitions = folder / "features.py"
+    definitions.write_text(
+        DEFINITIONS.format(names=list(features.columns), path=str(folder / "tumour.parquet"))
+    )
+    changes = ws.features.apply_file(definitions)
+    spine = pd.DataFrame(
+        {
+            "patient_id": patients,
+            "event_timestamp": [m + timedelta(days=1) for m in measured],  # diagnosed a day later
+            "diagnosis": target.to_numpy(),
+        }
+    )
+    return spine, changes
+
+
+def _serve_and_query(ws: Workspace, patients: Any, expected: Any, out: Console) -> bool:
+    """Start ``shipyard serve`` in the background with the model fed by its feature service,
+    query it over the Open Inference Protocol with patient ids only (REST, one per request, one
+    keep-alive connection), report latencies, stop it."""
     port = _free_port()
     env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home)}
-    command = [sys.executable, "-m", "shipyard.cli.app", "serve", f"{MODEL_NAME}@{ALIAS}"]
+    config = ws.settings.home / "demo-features" / "serve.yaml"
+    config.write_text(
+        f"deployments:\n  - name: {MODEL_NAME}\n    model: {MODEL_NAME}@{ALIAS}\n"
+        f"    features: {FEATURE_SERVICE}\n"
+    )
+    command = [sys.executable, "-m", "shipyard.cli.app", "serve", "--config", str(config)]
     server = subprocess.Popen(
         [*command, "--port", str(port), "--drain-s", "0"],
         env=env,
@@ -188,21 +261,18 @@ def _serve_and_query(ws: Workspace, rows: pd.DataFrame, expected: Any, out: Cons
         started = time.perf_counter()
         connection = _wait_ready(server, port)
         out.print(
-            f"[bold]6. serve[/]   shipyard serve {MODEL_NAME}@{ALIAS} on 127.0.0.1:{port} "
+            f"[bold]7. serve[/]   shipyard serve {MODEL_NAME}@{ALIAS} (features from "
+            f"'{FEATURE_SERVICE}') on 127.0.0.1:{port} "
             f"ready in {time.perf_counter() - started:.1f} s"
         )
         latencies, matches = [], 0
         path = f"/v2/models/{MODEL_NAME}/infer"
         for i in range(200):
-            index = i % len(rows)
+            index = i % len(patients)
+            patient = int(patients[index])
             body = {
                 "inputs": [
-                    {
-                        "name": "input",
-                        "shape": [1, rows.shape[1]],
-                        "datatype": "FP64",
-                        "data": rows.iloc[index].tolist(),
-                    }
+                    {"name": "patient_id", "shape": [1], "datatype": "INT64", "data": [patient]}
                 ]
             }
             sent = time.perf_counter()
@@ -213,7 +283,7 @@ def _serve_and_query(ws: Workspace, rows: pd.DataFrame, expected: Any, out: Cons
         connection.close()
         p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
         out.print(
-            f"[bold]7. query[/]   200 OIP v2 requests (POST {path}, one row each): "
+            f"[bold]8. query[/]   200 OIP v2 requests (POST {path}, a patient id each): "
             f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; {matches}/200 answers equal load_model's"
         )
     finally:

@@ -48,6 +48,22 @@ def v1_batch(body: Any, signature: Signature) -> Batch:
     raise InvalidInput(f"'{field}' must hold records or rows, not a mix: {FORMS}", field=field)
 
 
+def v1_columns(body: Any) -> dict[str, Any]:
+    """The named columns of a v1 body (records or columns), without a signature to check."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput(f"request body must be a JSON object: {FORMS}", field="body")
+    field = "instances" if "instances" in body else "inputs"
+    data = body.get(field)
+    if isinstance(data, Mapping) and data:
+        return dict(data)
+    if isinstance(data, list) and data and all(isinstance(row, Mapping) for row in data):
+        return _records_to_columns(data, field)
+    raise InvalidInput(
+        f"'{field}' must be records ({{name: value}} per row) or columns ({{name: [values]}})",
+        field=field,
+    )
+
+
 def _records_to_columns(records: list[Mapping[str, Any]], field: str) -> dict[str, list[Any]]:
     names = list(records[0])
     for index, record in enumerate(records):

@@ -1,9 +1,12 @@
-"""JSON access logs: one line per HTTP request with its request id and trace context.
+"""JSON access logs: one line per HTTP request or gRPC call with its request id and trace context.
 
 The middleware accepts ``X-Request-ID`` (or makes one) and a W3C ``traceparent`` (continued as a
 child span, or a new trace), answers with both headers, and logs method, path, status, duration,
 request id and trace/span/parent ids to the ``shipyard.access`` logger. Only added when access
-logging is on, so it costs nothing otherwise.
+logging is on, so it costs nothing otherwise. gRPC calls log the same fields (method ``GRPC``,
+path ``/inference.GRPCInferenceService/ModelInfer``, the status code's name) through
+:func:`log_access`, reading the ids from the call's metadata and answering them as trailing
+metadata.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipyard.core.tracecontext import continue_trace
+from shipyard.core.tracecontext import TraceContext, continue_trace
 
 access_logger = logging.getLogger("shipyard.access")
 
@@ -32,10 +35,7 @@ class AccessLogMiddleware:
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id") or secrets.token_hex(16)
-        trace = continue_trace(
-            headers.get("traceparent"), secrets.token_hex(8), secrets.token_hex(16)
-        )
+        request_id, trace = start_trace(headers.get("x-request-id"), headers.get("traceparent"))
         status = 500
 
         async def send_with_ids(message: Message) -> None:
@@ -52,26 +52,54 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_ids)
         finally:
-            access_logger.info(
-                "%s %s %d",
+            log_access(
                 scope["method"],
                 scope["path"],
                 status,
-                extra={
-                    "access": {
-                        "request_id": request_id,
-                        "trace_id": trace.trace_id,
-                        "span_id": trace.span_id,
-                        "parent_id": trace.parent_id,
-                        "sampled": trace.sampled,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                        "client": (scope.get("client") or ("", 0))[0],
-                    }
-                },
+                time.perf_counter() - started,
+                request_id=request_id,
+                trace=trace,
+                client=(scope.get("client") or ("", 0))[0],
             )
+
+
+def start_trace(request_id: str | None, traceparent: str | None) -> tuple[str, TraceContext]:
+    """The request id (given or new) and the trace context continued from ``traceparent``."""
+    trace = continue_trace(traceparent, secrets.token_hex(8), secrets.token_hex(16))
+    return request_id or secrets.token_hex(16), trace
+
+
+def log_access(
+    method: str,
+    path: str,
+    status: int | str,
+    duration_s: float,
+    *,
+    request_id: str,
+    trace: TraceContext,
+    client: str,
+) -> None:
+    """One access line on the ``shipyard.access`` logger (formatted by :class:`JsonFormatter`)."""
+    access_logger.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={
+            "access": {
+                "request_id": request_id,
+                "trace_id": trace.trace_id,
+                "span_id": trace.span_id,
+                "parent_id": trace.parent_id,
+                "sampled": trace.sampled,
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(duration_s * 1000, 3),
+                "client": client,
+            }
+        },
+    )
 
 
 class JsonFormatter(logging.Formatter):

@@ -6,13 +6,16 @@ Built from ``shipyard serve`` arguments or a YAML file::
       - name: churn
         model: models:/churn@production
         batching: {max_batch_size: 64, max_wait_ms: 2}
+      - name: fraud
+        model: models:/fraud@production
+        features: fraud_v1        # a FeatureService: requests carry entity keys
     port: 8080
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -92,6 +95,11 @@ class DeploymentConfig(BaseModel):
     breaker: BreakerConfig = BreakerConfig()
     fallback: FallbackConfig | None = None
     cache_size: int = Field(default=0, ge=0)  # answers kept per version (0: no response cache)
+    features: str | None = None  # a FeatureService: requests carry entity keys, not model inputs
+    features_required: bool = False  # 400 when a feature is NOT_FOUND / OUTSIDE_TTL (else NaN)
+    # Check inputs against the version's reference profile (register_model(reference_data=...)):
+    # "reject" answers 400 naming the field, "count" serves and counts each violated expectation.
+    validation: Literal["off", "count", "reject"] = "off"
 
     @field_validator("name")
     @classmethod

@@ -8,6 +8,7 @@ on the version they started with, later ones use the new one, none fail.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 from shipyard.core.breaker import BreakerState, CircuitBreaker
 from shipyard.core.identifiers import parse_model_uri
 from shipyard.core.oip import TensorMetadata, input_metadata, output_metadata
+from shipyard.core.profile import Profile, Validator
 from shipyard.core.signature import Batch
 from shipyard.errors import (
     CircuitOpen,
@@ -33,6 +35,7 @@ from shipyard.flavors.base import LoadedModel
 from shipyard.server.batching import DynamicBatcher
 from shipyard.server.cache import ResponseCache, batch_key
 from shipyard.server.config import DeploymentConfig
+from shipyard.server.features import FeatureInputs
 from shipyard.server.metrics import ServerMetrics
 from shipyard.workspace import Workspace
 
@@ -58,9 +61,19 @@ class ModelRunner:
     """One loaded model version and the way its predictions are executed."""
 
     def __init__(
-        self, endpoint: str, model: LoadedModel, config: DeploymentConfig, metrics: ServerMetrics
+        self,
+        endpoint: str,
+        model: LoadedModel,
+        config: DeploymentConfig,
+        metrics: ServerMetrics,
+        profile: Profile | None = None,
     ) -> None:
         self.model = model
+        self.validator = None
+        if profile is not None and config.validation != "off" and model.signature.is_columnar:
+            inputs = set(model.signature.column_names)
+            profiled = tuple(c for c in profile.columns if c.name in inputs)
+            self.validator = Validator(dataclasses.replace(profile, columns=profiled))
         self.version = model.version
         self.version_label = str(model.version)
         self.inputs: list[TensorMetadata] = input_metadata(model.signature)
@@ -152,6 +165,7 @@ class Endpoint:
         self.runner: ModelRunner | None = None
         self.fallback_runner: ModelRunner | None = None
         self.load_error: str | None = None
+        self.feature_inputs: FeatureInputs | None = None  # set when the deployment names features
         self._constant = (
             None
             if config.fallback is None or config.fallback.constant is None
@@ -178,6 +192,21 @@ class Endpoint:
                 f"it serves version {runner.version_label}"
             )
         return runner
+
+    def check_inputs(self, batch: Batch, version: str | None = None) -> None:
+        """Validate a request against the served version's reference profile: 400 naming the
+        field (``validation: reject``) or count every violated expectation (``count``)."""
+        runner = self.runner
+        if runner is None or runner.validator is None or batch.columns is None:
+            return
+        violations = runner.validator.check(batch.columns)
+        if not violations:
+            return
+        if self.config.validation == "reject":
+            first = violations[0]
+            raise InvalidInput(first.message, field=first.column)
+        for violation in violations:
+            self.metrics.violations.labels(self.name, violation.column, violation.code).inc()
 
     async def predict(self, batch: Batch, version: str | None = None) -> Prediction:
         """Answer from the served version, or from the fallback while it fails or its breaker
@@ -273,7 +302,7 @@ class Endpoint:
                 if self.runner is not None and self.runner.version == number:
                     return False
                 started = time.perf_counter()
-                model = await asyncio.to_thread(
+                model, profile = await asyncio.to_thread(
                     _load_and_warm_up, workspace, self._model_name, number
                 )
             except Exception as exc:
@@ -289,7 +318,7 @@ class Endpoint:
                 return False
             self.metrics.model_load.labels(self.name).observe(time.perf_counter() - started)
             self.metrics.model_loads.labels(self.name, "ok").inc()
-            runner = ModelRunner(self.name, model, self.config, self.metrics)
+            runner = ModelRunner(self.name, model, self.config, self.metrics, profile)
             runner.start()
             previous, self.runner, self.load_error = self.runner, runner, None
             self._breaker_gauge.set(0)
@@ -309,7 +338,7 @@ class Endpoint:
         ref = parse_model_uri(uri)
         try:
             number = await asyncio.to_thread(workspace.registry.resolve_number, ref)
-            model = await asyncio.to_thread(_load_and_warm_up, workspace, ref.name, number)
+            model, _ = await asyncio.to_thread(_load_and_warm_up, workspace, ref.name, number)
         except Exception as exc:
             logger.warning("deployment %s: fallback %s failed to load: %s", self.name, uri, exc)
             return
@@ -322,9 +351,12 @@ class Endpoint:
                 await runner.stop()
 
 
-def _load_and_warm_up(workspace: Workspace, model_name: str, number: int) -> LoadedModel:
-    """Load a version (verified) and run it once on its stored input example."""
+def _load_and_warm_up(
+    workspace: Workspace, model_name: str, number: int
+) -> tuple[LoadedModel, Profile | None]:
+    """Load a version (verified), run it once on its stored input example, and read the profile
+    of its reference data (None when it was registered without)."""
     version = workspace.registry.get_version(model_name, number)
     model = workspace.load_model(version.uri)
     model.predict(workspace.input_example(version))
-    return model
+    return model, workspace.reference_profile(version)

@@ -50,7 +50,9 @@ from shipyard.core.oip_raw import (
     encode_raw,
 )
 from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.server.access_log import log_access, start_trace
 from shipyard.server.endpoints import Endpoint
+from shipyard.server.features import request_columns
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
 from shipyard.server.state import ServerState
@@ -58,6 +60,7 @@ from shipyard.server.state import ServerState
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 SERVICE_NAME = "inference.GRPCInferenceService"
 WATCH_INTERVAL_S = 1.0
 
@@ -145,6 +148,15 @@ class InferenceServicer:
         except ShipyardError as exc:  # unknown models are not counted: labels stay bounded
             await _abort(context, status_code(exc), exc.message)
         metrics = self._state.metrics
+        logged = self._state.config.access_log
+        if logged:
+            metadata = dict(context.invocation_metadata() or ())
+            request_id, trace = start_trace(
+                metadata.get("x-request-id") or request.id or None, metadata.get("traceparent")
+            )
+            context.set_trailing_metadata(
+                (("x-request-id", request_id), ("traceparent", trace.header()))
+            )
         in_flight = endpoint.in_flight_gauge
         in_flight.inc()
         code = grpc.StatusCode.INTERNAL
@@ -170,9 +182,18 @@ class InferenceServicer:
             runner = endpoint.runner
             if not answered_by and runner is not None:
                 answered_by = runner.version_label
-            metrics.finish(
-                endpoint.name, answered_by, "grpc", code.name, time.perf_counter() - started
-            )
+            elapsed = time.perf_counter() - started
+            metrics.finish(endpoint.name, answered_by, "grpc", code.name, elapsed)
+            if logged:
+                log_access(
+                    "GRPC",
+                    INFER_PATH,
+                    code.name,
+                    elapsed,
+                    request_id=request_id,
+                    trace=trace,
+                    client=str(context.peer()),
+                )
 
     async def _infer(
         self, endpoint: Endpoint, request: pb.ModelInferRequest
@@ -185,10 +206,16 @@ class InferenceServicer:
             )
         tensors = decode_inputs(request)
         requested = requested_outputs(request, [t.name for t in runner.outputs])
-        batch = tensors_to_batch(runner.model.signature, tensors)
+        features = endpoint.feature_inputs
+        if features is None:
+            batch = tensors_to_batch(runner.model.signature, tensors)
+        else:
+            columns = features.enrich(request_columns(tensors))
+            batch = runner.model.signature.coerce(columns, extra="ignore")
         check_finite(
             batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf
         )
+        endpoint.check_inputs(batch)
         prediction = await endpoint.predict(batch, version)
         response = pb.ModelInferResponse(model_name=endpoint.name, id=request.id)
         if prediction.version is not None:

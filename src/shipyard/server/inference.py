@@ -19,9 +19,10 @@ from typing import Any, Literal
 import orjson
 
 from shipyard.core.oip import check_finite, decode_tensor, encode_output, tensors_to_batch
-from shipyard.core.v1_protocol import v1_batch
+from shipyard.core.v1_protocol import v1_batch, v1_columns
 from shipyard.errors import CircuitOpen, InvalidInput, PayloadTooLarge, ShipyardError
 from shipyard.server.endpoints import Endpoint, Prediction
+from shipyard.server.features import request_columns
 from shipyard.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,14 @@ async def _infer_v2(
         raise InvalidInput("input names must be unique", field="inputs")
     runner = endpoint.require_runner(version)
     requested = _requested_outputs(body.get("outputs"), [t.name for t in runner.outputs])
-    batch = tensors_to_batch(runner.model.signature, tensors)
+    features = endpoint.feature_inputs
+    if features is None:
+        batch = tensors_to_batch(runner.model.signature, tensors)
+    else:
+        columns = features.enrich(request_columns(tensors))
+        batch = runner.model.signature.coerce(columns, extra="ignore")
     check_finite(batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf)
+    endpoint.check_inputs(batch)
     prediction = await endpoint.predict(batch, version)
     payload: dict[str, Any] = {"model_name": endpoint.name}
     if prediction.version is not None:
@@ -153,8 +160,13 @@ async def _infer_v2(
 
 async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Prediction]:
     runner = endpoint.require_runner()
-    batch = v1_batch(body, runner.model.signature)
+    features = endpoint.feature_inputs
+    if features is None:
+        batch = v1_batch(body, runner.model.signature)
+    else:
+        batch = runner.model.signature.coerce(features.enrich(v1_columns(body)), extra="ignore")
     check_finite(batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf)
+    endpoint.check_inputs(batch)
     prediction = await endpoint.predict(batch)
     payload: dict[str, Any] = {
         "predictions": prediction.output,

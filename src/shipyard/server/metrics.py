@@ -107,6 +107,12 @@ class ServerMetrics:
             ["model", "outcome"],
             registry=registry,
         )
+        self.violations = Counter(
+            "shipyard_validation_violations_total",
+            "Request values that broke an expectation of the model's reference profile.",
+            ["model", "column", "expectation"],
+            registry=registry,
+        )
         self.fallbacks = Counter(
             "shipyard_fallback_responses_total",
             "Answers given by the fallback, by why the primary did not answer.",

@@ -91,6 +91,36 @@ _V1_RESPONSE = {
 }
 
 
+_COLUMNS = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "minItems": 1},
+}
+_ONLINE_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "features": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "feature_service": {"type": "string"},
+        "entities": {**_COLUMNS, "minProperties": 1},
+        "request_data": _COLUMNS,
+        "full_feature_names": {"type": "boolean"},
+    },
+    "required": ["entities"],
+}
+_ONLINE_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "features": {"type": "object", "additionalProperties": {"type": "array"}},
+        "statuses": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "array",
+                "items": {"enum": ["PRESENT", "NOT_FOUND", "OUTSIDE_TTL"]},
+            },
+        },
+    },
+}
+
+
 def _json(schema: dict[str, Any], description: str = "success") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -191,6 +221,11 @@ def openapi_document(models: list[str]) -> dict[str, Any]:
                 _V1_REQUEST,
                 _V1_RESPONSE,
                 target,
+            ),
+            "/v1/features/online": _post(
+                "Online feature values with a status per value",
+                _ONLINE_REQUEST,
+                _ONLINE_RESPONSE,
             ),
             "/metrics": {
                 "get": {

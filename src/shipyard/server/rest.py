@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from shipyard import __version__
 from shipyard.errors import NotFound, PayloadTooLarge, ShipyardError
-from shipyard.server.inference import InferenceRoutes, Kind, error_answer
+from shipyard.server.features import online_request
+from shipyard.server.inference import InferenceRoutes, Kind, error_answer, parse_json
 from shipyard.server.openapi import openapi_document
 from shipyard.server.state import ServerState
 
@@ -101,6 +102,20 @@ def build_routes(state: ServerState, routes: InferenceRoutes) -> list[Route]:
         answer = await routes.answer(kind, model, version, request.headers.get, read_body)
         return Response(answer.body, answer.status, answer.headers, JSON)
 
+    async def online_features(request: Request) -> Response:
+        state.check_token(request.headers.get("authorization"), admin=False)
+        store = state.require_features()
+        body = await request.body()
+        if len(body) > state.config.max_body_bytes:
+            raise PayloadTooLarge(
+                f"request body exceeds the limit of {state.config.max_body_bytes} bytes"
+            )
+        features, entities, request_data, full = online_request(parse_json(body))
+        found = store.get_online_features(
+            features, entities, request_data=request_data, full_feature_names=full
+        )
+        return json_response(found.to_dict())
+
     async def metrics_route(request: Request) -> Response:
         body, content_type = metrics.expose(request.headers.get("accept"))
         return Response(body, 200, media_type=content_type)
@@ -131,6 +146,7 @@ def build_routes(state: ServerState, routes: InferenceRoutes) -> list[Route]:
         Route("/v2/models/{model}/infer", infer, methods=["POST"]),
         Route(f"{versioned}/infer", infer, methods=["POST"]),
         Route("/v1/models/{target}", predict_v1, methods=["POST"]),
+        Route("/v1/features/online", online_features, methods=["POST"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/status", admin_status, methods=["GET"]),

@@ -8,8 +8,10 @@ import hmac
 import logging
 
 from shipyard.errors import NotFound, Unauthorized
+from shipyard.features.store import FeatureStore
 from shipyard.server.config import ServerConfig
 from shipyard.server.endpoints import Endpoint
+from shipyard.server.features import FeatureInputs
 from shipyard.server.metrics import ServerMetrics
 from shipyard.workspace import Workspace
 
@@ -35,6 +37,7 @@ class ServerState:
         self.admin_token = admin_token
         self.inference_token = inference_token
         self.draining = False
+        self.features: FeatureStore | None = None
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -68,7 +71,30 @@ class ServerState:
         targets = [self.endpoint(name)] if name is not None else list(self.endpoints.values())
         return {e.name: await e.refresh(self.workspace) for e in targets}
 
+    def require_features(self) -> FeatureStore:
+        if self.features is None:
+            raise NotFound("no feature definitions are applied (shipyard features apply FILE)")
+        return self.features
+
+    async def _load_features(self) -> None:
+        """Load the applied feature definitions; required when a deployment names a service."""
+        needed = [e for e in self.endpoints.values() if e.config.features is not None]
+        store = self.workspace.features
+        try:
+            await asyncio.to_thread(store.load)
+        except NotFound:
+            if needed:
+                raise
+            return
+        self.features = store
+        for endpoint in needed:
+            assert endpoint.config.features is not None
+            endpoint.feature_inputs = FeatureInputs(
+                store, endpoint.config.features, required=endpoint.config.features_required
+            )
+
     async def start(self) -> None:
+        await self._load_features()
         await self.refresh()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 

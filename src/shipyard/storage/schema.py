@@ -177,3 +177,38 @@ alias_events = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_alias_events_name_alias", "name", "alias", "id"),
 )
+
+feature_repos = sa.Table(
+    "feature_repos",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("artifact_key", sa.String(2000), nullable=False),
+    sa.Column("artifact_files", sa.JSON, nullable=False),
+    sa.Column("artifact_digest", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+)
+
+feature_definitions = sa.Table(
+    "feature_definitions",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", NAME, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("breaking", sa.Boolean, nullable=False),
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("feature_repos.id")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+)
+
+feature_watermarks = sa.Table(
+    "feature_watermarks",
+    metadata,
+    sa.Column("view", NAME, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("watermark", UTCDateTime, nullable=False),
+    sa.Column("rows_written", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
