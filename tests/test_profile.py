@@ -12,15 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from shipyard.core.profile import (
-    QUANTILE_LEVELS,
-    Expectations,
-    Profile,
-    Validator,
-    bin_counts,
-    profile_table,
-    validate,
-)
+from shipyard.core.profile import QUANTILE_LEVELS, Profile, bin_counts, profile_table
+from shipyard.core.validation import Expectations, Validator, validate
 from shipyard.errors import InvalidInput
 
 

@@ -19,8 +19,9 @@ import numpy as np
 from shipyard.core.breaker import BreakerState, CircuitBreaker
 from shipyard.core.identifiers import parse_model_uri
 from shipyard.core.oip import TensorMetadata, input_metadata, output_metadata
-from shipyard.core.profile import Profile, Validator
+from shipyard.core.profile import Profile
 from shipyard.core.signature import Batch
+from shipyard.core.validation import Validator
 from shipyard.errors import (
     CircuitOpen,
     InferenceFailed,
