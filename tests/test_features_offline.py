@@ -616,6 +616,12 @@ def test_latest_per_entity_takes_the_latest_row_in_the_window(tmp_path: Path) ->
                 {"driver_id": 1, "ts": at(2), "created": at(2), "value": 12.0},  # at end: out
                 {"driver_id": 2, "ts": at(0, minutes=59), "created": at(3), "value": 21.0},
                 {"driver_id": 3, "ts": at(0.5), "created": at(0.5), "value": None},
+                {
+                    "driver_id": 3,
+                    "ts": at(0.25),
+                    "created": at(0.25),
+                    "value": 30.0,
+                },  # no back-fill
                 {"driver_id": 4, "ts": at(-1), "created": at(-1), "value": 40.0},  # before start
             ]
         ),
@@ -632,7 +638,7 @@ def test_latest_per_entity_takes_the_latest_row_in_the_window(tmp_path: Path) ->
     everything = latest_per_entity(view, None, None)
     assert everything.column("value").to_pylist() == [12.0, 20.0, None, 40.0]
     naive_end = latest_per_entity(view, None, datetime(2024, 1, 1, 1))  # naive = UTC
-    assert naive_end.column("value").to_pylist() == [21.0, None, 40.0]
+    assert naive_end.column("value").to_pylist() == [21.0, None, 40.0]  # 3's null stays null
     assert latest_per_entity(view, at(5), at(5)).num_rows == 0
     with pytest.raises(InvalidInput, match="after end") as exc:
         latest_per_entity(view, at(5), at(4))

@@ -241,26 +241,27 @@ def latest_per_entity(
     where = f"WHERE {' AND '.join(bounds)}" if bounds else ""
     keys = [quote(k) for k in view.join_keys]
     key_list = ", ".join(keys)
-    on = " AND ".join([f"e.{k} = m.{k}" for k in keys] + [f"e.{EVENT_US} = m.{EVENT_US}"])
-    features = ", ".join(quote(f) for f in view.feature_names)
+    # One pass: per entity, the values at the largest (event, created) — a missing created time
+    # counts as oldest. arg_max_null keeps a null of the chosen row (arg_max would skip to an
+    # older row's value: a back-fill).
+    order = (
+        f"(({EVENT_US})::HUGEINT << 64) + (coalesce({CREATED_US}, {-(2**63)})::HUGEINT + {2**63})"
+    )
+    picked = ", ".join(
+        f"arg_max_null({c}, {_ORDER}) AS {c}"
+        for c in [EVENT_US, CREATED_US, *(quote(f) for f in view.feature_names)]
+    )
     own = connection is None
     con = connect() if connection is None else connection
     try:
         with SourceTables(con) as tables:
             source = tables.add(view)
             sql = f"""
-                WITH m AS (
-                    SELECT {key_list}, max({EVENT_US}) AS {EVENT_US}
-                    FROM {source} {where} GROUP BY {key_list}
-                )
-                SELECT e.* FROM {source} e SEMI JOIN m ON {on}
-                QUALIFY row_number() OVER (
-                    PARTITION BY {key_list} ORDER BY {CREATED_US} DESC NULLS LAST) = 1
+                SELECT {key_list}, {picked}
+                FROM (SELECT *, {order} AS {_ORDER} FROM {source} {where})
+                GROUP BY {key_list}
+                ORDER BY {key_list}
             """
-            sql = (
-                f"SELECT {key_list}, {EVENT_US}, {CREATED_US}, {features} FROM ({sql}) "
-                f"ORDER BY {key_list}"
-            )
             result = _query(con, sql, view)
     finally:
         if own:

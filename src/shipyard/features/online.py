@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shipyard.errors import InvalidInput
 from shipyard.features.definitions import FeatureView, OnDemandFeatureView, split_ref
@@ -276,20 +277,22 @@ def _typed(values: Sequence[Any], dtype: str, name: str) -> np.ndarray[Any, Any]
 def rows_from_table(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
     """Online rows from a table laid out as ``offline.latest_per_entity`` returns it: the join
     keys, ``event_timestamp`` and ``created_timestamp`` (UTC; null: none), then the features."""
-    data = table.to_pydict()
-    keys = [
-        entity_key(view.join_keys, values)
-        for values in zip(*(data[k] for k in view.join_keys), strict=True)
-    ]
-    events = [ts.timestamp() for ts in data[EVENT_TIMESTAMP]]
-    created = [0.0 if ts is None else ts.timestamp() for ts in data[CREATED_TIMESTAMP]]
-    features = [(f.name, data[f.name]) for f in view.features]
+    key_columns = [table.column(k).to_pylist() for k in view.join_keys]
+    if len(key_columns) == 1:
+        keys = [entity_key(view.join_keys, (value,)) for value in key_columns[0]]
+    else:
+        keys = [entity_key(view.join_keys, values) for values in zip(*key_columns, strict=True)]
+    events = _epoch_seconds(table.column(EVENT_TIMESTAMP)).tolist()
+    created = _epoch_seconds(table.column(CREATED_TIMESTAMP)).tolist()
+    names = view.feature_names
+    columns = [table.column(name).to_pylist() for name in names]
     return [
-        OnlineRow(
-            key=key,
-            event_ts=event,
-            created_ts=made,
-            values={name: column[i] for name, column in features},
-        )
-        for i, (key, event, made) in enumerate(zip(keys, events, created, strict=True))
+        OnlineRow(key, event, made, dict(zip(names, values, strict=True)))
+        for key, event, made, *values in zip(keys, events, created, *columns, strict=True)
     ]
+
+
+def _epoch_seconds(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """UTC timestamps as float seconds since the epoch (null → 0.0)."""
+    micros = pc.fill_null(pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64()), 0)
+    return micros.to_numpy(zero_copy_only=False).astype(np.float64, copy=False) / 1e6
