@@ -295,4 +295,5 @@ def rows_from_table(view: FeatureView, table: pa.Table) -> list[OnlineRow]:
 def _epoch_seconds(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
     """UTC timestamps as float seconds since the epoch (null → 0.0)."""
     micros = pc.fill_null(pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64()), 0)
-    return micros.to_numpy(zero_copy_only=False).astype(np.float64, copy=False) / 1e6
+    seconds: np.ndarray[Any, Any] = micros.to_numpy(zero_copy_only=False) / 1e6
+    return seconds
