@@ -485,3 +485,50 @@ def test_server_online_features_route_and_a_feature_fed_deployment(
         no_key = client.post("/v1/models/eta:predict", json={"instances": [{"distance_km": 3.0}]})
         assert no_key.status_code == 400
         assert "driver_id" in no_key.json()["error"]
+
+
+# ---------------------------------------------------------------- profiles
+def test_materialization_and_training_sets_are_validated_against_the_reference(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    events = _events(n_drivers=10, hours=4)
+    store = _store(ws, Clock(T0 + timedelta(hours=8)))
+    store.apply_file(_write_repo(tmp_path, events))
+    [first] = store.materialize(T0, T0 + timedelta(hours=4))
+    assert first.reference_set and first.violations == ()
+    reference = store.catalog.reference_profile("driver_stats", 1)
+    assert reference is not None and reference.column_names == ["conv_rate", "trips"]
+    # New events whose conversion rates are far outside anything seen: reported, still written.
+    drifted = events.assign(
+        event_timestamp=events.event_timestamp + timedelta(hours=4),
+        created=events.created + timedelta(hours=4),
+        conv_rate=events.conv_rate + 50,
+    )
+    pd.concat([events, drifted]).to_parquet(tmp_path / "events.parquet")
+    [second] = store.materialize(T0 + timedelta(hours=4), T0 + timedelta(hours=8))
+    assert not second.reference_set and second.rows_written == 10
+    assert [(v["column"], v["code"]) for v in second.violations] == [("conv_rate", "out_of_range")]
+    assert "conv_rate" in second.violations[0]["message"]
+
+    spine = pd.DataFrame(
+        {"driver_id": [1, 2], "event_timestamp": [T0 + timedelta(hours=3, minutes=59)] * 2}
+    )
+    clean = store.get_historical_features(spine, ["driver_stats:conv_rate"])
+    assert clean.validation is not None and clean.validation.ok
+    late = spine.assign(event_timestamp=T0 + timedelta(hours=7, minutes=59))
+    flagged = store.get_historical_features(
+        late, ["driver_stats:conv_rate"], full_feature_names=True
+    )
+    assert flagged.validation is not None
+    assert [v.column for v in flagged.validation.violations] == ["driver_stats__conv_rate"]
+    assert flagged.profile().column_names == [
+        "driver_id",
+        "event_timestamp",
+        "driver_stats__conv_rate",
+    ]
+    with pytest.raises(InvalidInput, match="lacks features \\['trips'\\]"):
+        store.set_reference_profile("driver_stats", drifted[["conv_rate"]])
+    store.set_reference_profile("driver_stats", drifted)  # accept the new normal explicitly
+    accepted = store.get_historical_features(late, ["driver_stats:conv_rate"]).validation
+    assert accepted is not None and accepted.ok
+    store.close()

@@ -141,8 +141,19 @@ def _report(results: list[MaterializeResult], as_json: bool) -> None:
         return
     print_table(
         "materialised",
-        ["view", "version", "start", "end", "entities", "rows changed"],
-        ([r.view, r.version, r.start, r.end, r.rows_read, r.rows_written] for r in results),
+        ["view", "version", "start", "end", "entities", "rows changed", "violations"],
+        (
+            [
+                r.view,
+                r.version,
+                r.start,
+                r.end,
+                r.rows_read,
+                r.rows_written,
+                "reference set" if r.reference_set else [v["message"] for v in r.violations],
+            ]
+            for r in results
+        ),
         empty="nothing to materialise: every view is up to date",
     )
 

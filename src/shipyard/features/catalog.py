@@ -22,6 +22,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from shipyard.core.profile import Profile
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.features.definitions import (
     Definition,
@@ -348,6 +349,27 @@ class FeatureCatalog:
                         updated_at=now,
                     )
                 )
+
+    # -------------------------------------------------------------- profiles
+    def reference_profile(self, view: str, version: int) -> Profile | None:
+        """The profile new data of ``view`` (this version) is validated against; None if unset."""
+        t = schema.feature_profiles
+        with self.database.read() as conn:
+            data = conn.execute(
+                sa.select(t.c.profile).where(t.c.view == view, t.c.version == version)
+            ).scalar()
+        return None if data is None else Profile.from_dict(data)
+
+    def set_reference_profile(self, view: str, version: int, profile: Profile) -> None:
+        """Make ``profile`` the reference of ``view`` (this version), replacing any other."""
+        t = schema.feature_profiles
+        with self.database.write() as conn:
+            conn.execute(sa.delete(t).where(t.c.view == view, t.c.version == version))
+            conn.execute(
+                sa.insert(t).values(
+                    view=view, version=version, profile=profile.to_dict(), created_at=_now()
+                )
+            )
 
 
 def _record(row: Any) -> FeatureDefinitionRecord:

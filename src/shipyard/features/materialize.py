@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shipyard.core.profile import profile_table
+from shipyard.core.validation import validate
 from shipyard.errors import InvalidInput
 from shipyard.features.catalog import FeatureCatalog
 from shipyard.features.definitions import FeatureView
@@ -43,6 +45,8 @@ class MaterializeResult:
     end: datetime
     rows_read: int
     rows_written: int
+    violations: tuple[dict[str, Any], ...] = ()  # against the view's reference profile
+    reference_set: bool = False  # this run's profile became the reference (there was none)
 
 
 def utc(value: datetime, field: str) -> datetime:
@@ -80,6 +84,7 @@ def materialize_view(
     watermark = catalog.watermark(view.name, version)
     if watermark is None or start <= watermark:
         catalog.advance_watermark(view.name, version, end, written)
+    violations, reference_set = _check_profile(view, version, table, catalog)
     logger.info(
         "materialised %s v%d %s..%s: %d entities read, %d rows changed",
         view.name,
@@ -89,7 +94,27 @@ def materialize_view(
         table.num_rows,
         written,
     )
-    return MaterializeResult(view.name, version, start, end, table.num_rows, written)
+    return MaterializeResult(
+        view.name, version, start, end, table.num_rows, written, violations, reference_set
+    )
+
+
+def _check_profile(
+    view: FeatureView, version: int, table: pa.Table, catalog: FeatureCatalog
+) -> tuple[tuple[dict[str, Any], ...], bool]:
+    """Validate the materialised features against the view's reference profile; the first
+    non-empty materialisation of a version sets that reference."""
+    if table.num_rows == 0:
+        return (), False
+    features = table.select(list(view.feature_names))
+    reference = catalog.reference_profile(view.name, version)
+    if reference is None:
+        catalog.set_reference_profile(view.name, version, profile_table(features))
+        return (), True
+    report = validate(features, reference)
+    for violation in report.violations:
+        logger.warning("materialising %s v%d: %s", view.name, version, violation.message)
+    return tuple(v.to_dict() for v in report.violations), False
 
 
 def push_rows(view: FeatureView, version: int, data: Any, *, online: OnlineStore) -> int:

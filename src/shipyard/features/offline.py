@@ -39,6 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shipyard.core.fingerprint import fingerprint_columns
+from shipyard.core.profile import Profile, profile_table
+from shipyard.core.validation import ValidationReport
 from shipyard.errors import InvalidInput
 from shipyard.features.definitions import (
     FeatureSelection,
@@ -79,6 +81,13 @@ class TrainingSet:
         self._table = table
         self._refs = list(feature_refs)
         self._fingerprint = fingerprint
+        self.validation: ValidationReport | None = None
+        """Set by the feature store: the features checked against their views' reference
+        profiles (None when no view has one)."""
+
+    def profile(self) -> Profile:
+        """The profile of every column (entity columns and features)."""
+        return profile_table(self._table)
 
     @property
     def feature_refs(self) -> list[str]:

@@ -7,6 +7,7 @@ catalog (versions), ``offline`` (point-in-time training sets), ``materialize`` a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import runpy
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from shipyard.core.profile import ColumnProfile, Profile, as_table, profile_table
+from shipyard.core.validation import validate
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.catalog import FeatureCatalog, closure, kind_of, spec_fingerprint
 from shipyard.features.definitions import (
@@ -24,6 +27,7 @@ from shipyard.features.definitions import (
     FeatureService,
     FeatureView,
     OnDemandFeatureView,
+    split_ref,
 )
 from shipyard.features.materialize import MaterializeResult, materialize_view, push_rows, utc
 from shipyard.features.offline import TrainingSet, get_historical_features
@@ -166,15 +170,62 @@ class FeatureStore:
         full_feature_names: bool = False,
         connection: duckdb.DuckDBPyConnection | None = None,
     ) -> TrainingSet:
-        """A point-in-time-correct training set for the entity rows (see ``offline``)."""
-        return get_historical_features(
+        """A point-in-time-correct training set for the entity rows (see ``offline``); its
+        ``validation`` checks the features against their views' reference profiles."""
+        refs = self.resolve(features)
+        training = get_historical_features(
             entity_df,
-            self.resolve(features),
+            refs,
             self.views,
             timestamp_column=timestamp_column,
             full_feature_names=full_feature_names,
             connection=connection,
         )
+        reference = self._reference_for(refs, full_feature_names)
+        if reference is not None:
+            columns = [c.name for c in reference.columns]
+            training.validation = validate(training.to_arrow().select(columns), reference)
+            for violation in training.validation.violations:
+                logger.warning("training set: %s", violation.message)
+        return training
+
+    def _reference_for(self, refs: Sequence[str], full_feature_names: bool) -> Profile | None:
+        """The reference profiles of the views behind ``refs``, as one profile over the
+        training set's column names (None when no view has one)."""
+        columns: list[ColumnProfile] = []
+        rows = 0
+        profiles: dict[str, Profile | None] = {}
+        for ref in refs:
+            view_name, feature = split_ref(ref)
+            view = self.views.get(view_name)
+            if not isinstance(view, FeatureView):
+                continue
+            if view_name not in profiles:
+                profiles[view_name] = self.catalog.reference_profile(
+                    view_name, self._versions[view_name]
+                )
+            profile = profiles[view_name]
+            column = None if profile is None else profile.find_column(feature)
+            if profile is None or column is None:
+                continue
+            name = f"{view_name}__{feature}" if full_feature_names else feature
+            columns.append(dataclasses.replace(column, name=name))
+            rows = max(rows, profile.num_rows)
+        return Profile(num_rows=rows, columns=tuple(columns)) if columns else None
+
+    def set_reference_profile(self, view: str, data: Any) -> Profile:
+        """Profile ``data`` (a DataFrame or Arrow table with the view's features) and make it
+        the reference that materialisations and training sets of ``view`` are checked against."""
+        feature_view = self.get_view(view)
+        table = as_table(data)
+        missing = [f for f in feature_view.feature_names if f not in table.column_names]
+        if missing:
+            raise InvalidInput(
+                f"reference data for {view!r} lacks features {missing}", field=missing[0]
+            )
+        profile = profile_table(table.select(list(feature_view.feature_names)))
+        self.catalog.set_reference_profile(view, self._versions[view], profile)
+        return profile
 
     # ----------------------------------------------------------- materialise
     def _online_views(self, names: Sequence[str] | None) -> list[FeatureView]:

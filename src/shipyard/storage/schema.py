@@ -212,3 +212,12 @@ feature_watermarks = sa.Table(
     sa.Column("rows_written", sa.BigInteger, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+feature_profiles = sa.Table(
+    "feature_profiles",
+    metadata,
+    sa.Column("view", NAME, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""feature store: applied definitions (versioned), their code, materialisation watermarks
+"""feature store: applied definitions (versioned), their code, watermarks, reference profiles
 
 Revision ID: 0002
 Revises: 0001
@@ -50,9 +50,18 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("view", "version"),
     )
+    op.create_table(
+        "feature_profiles",
+        sa.Column("view", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("profile", sa.JSON(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("view", "version"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("feature_profiles")
     op.drop_table("feature_watermarks")
     op.drop_table("feature_definitions")
     op.drop_table("feature_repos")
