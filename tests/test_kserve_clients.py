@@ -108,7 +108,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     home = tmp_path_factory.mktemp("kserve") / "home"
     models = register_models(home)
     deployments = [
-        {"name": "num", "model": "num@production"},
+        {"name": "num", "model": "num@production", "max_batch_rows": LARGE_ROWS},
         {"name": "mixed", "model": "mixed/1"},
         {"name": "label", "model": "label/1"},
     ]
@@ -125,9 +125,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         yield Observed(json.loads(run.stdout), models)
 
 
-def _output(got: dict[str, Any], dtype: Any = np.float64) -> np.ndarray[Any, Any]:
+def _output(got: dict[str, Any]) -> np.ndarray[Any, Any]:
     output = got["output"]
-    return np.asarray(output["data"], dtype=dtype).reshape(output["shape"])
+    return np.asarray(output["data"], dtype=np.float64).reshape(output["shape"])
 
 
 def _expected(observed: Observed, case: str) -> np.ndarray[Any, Any]:
@@ -240,7 +240,7 @@ def test_rest_metadata_parses_with_kserves_data_models(observed: Observed) -> No
 def test_rest_json_infer_equals_the_models_prediction(observed: Observed, case: str) -> None:
     got = observed.value(f"rest.json.{case}")
     wire = got["wire"]
-    # Plain JSON went out (no binary header) and kserve's InferenceResponse model accepts the answer.
+    # Plain JSON went out (no binary header); kserve's InferenceResponse model accepts the answer.
     assert (wire["content_type"], wire["header_length"]) == ("application/json", None)
     assert wire["response_content_type"] == "application/json"
     assert wire["response_schema_error"] is None

@@ -6,14 +6,15 @@ front ends both go through them, so validation and messages are the same on ever
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from shipyard.core.signature import Batch, ColumnSpec, Signature, TensorSpec
+from shipyard.core.signature import Batch, Signature, TensorSpec
 from shipyard.errors import InvalidInput
 
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -53,8 +54,15 @@ OUTPUT_NAME = "output"
 
 def oip_datatype(dtype: str | np.dtype[Any]) -> str:
     """The OIP datatype for a signature dtype name or a NumPy dtype."""
-    name = dtype if isinstance(dtype, str) else _numpy_name(dtype)
-    return _SIGNATURE_TO_OIP.get(name, "BYTES")
+    if isinstance(dtype, str):
+        return _SIGNATURE_TO_OIP.get(dtype, "BYTES")
+    return _numpy_datatype(dtype)
+
+
+@functools.cache
+def _numpy_datatype(dtype: np.dtype[Any]) -> str:
+    """Cached: ``dtype.name`` is computed in Python by NumPy, and every response asks."""
+    return _SIGNATURE_TO_OIP.get(_numpy_name(dtype), "BYTES")
 
 
 def _numpy_name(dtype: np.dtype[Any]) -> str:
@@ -96,60 +104,76 @@ def output_metadata(signature: Signature) -> list[TensorMetadata]:
 # ---------------------------------------------------------------- decoding
 def decode_tensor(raw: Any, index: int) -> tuple[str, np.ndarray[Any, Any]]:
     """One request input (parsed JSON) → (name, array shaped as declared)."""
-    where = f"inputs[{index}]"
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        where = f"inputs[{index}]"
         raise InvalidInput(
             f"{where} must be an object with name, shape, datatype and data", field=where
         )
     name = raw.get("name")
     if not isinstance(name, str) or not name:
+        where = f"inputs[{index}]"
         raise InvalidInput(f"{where}.name must be a non-empty string", field=f"{where}.name")
-    where = f"input {name!r}"
     datatype = raw.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidInput(
-            f"{where}: datatype {datatype!r} is not supported; expected one of "
+            f"input {name!r}: datatype {datatype!r} is not supported; expected one of "
             f"{', '.join(DATATYPES)}",
             field=f"{name}.datatype",
         )
     shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, list) or not _is_shape(shape):
         raise InvalidInput(
-            f"{where}: shape must be a list of non-negative integers, got {shape!r}",
+            f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}",
             field=f"{name}.shape",
         )
     parameters = raw.get("parameters")
     if isinstance(parameters, Mapping) and "binary_data_size" in parameters:
         raise InvalidInput(
-            f"{where}: the binary tensor data extension is not supported; send JSON data "
+            f"input {name!r}: the binary tensor data extension is not supported; send JSON data "
             "(tritonclient: binary_data=False)",
             field=f"{name}.parameters",
         )
-    if "data" not in raw:
-        raise InvalidInput(f"{where}: data is missing", field=f"{name}.data")
-    array = _decode_data(raw["data"], str(datatype), where, name)
+    data = raw.get("data", _MISSING)
+    if data is _MISSING:
+        raise InvalidInput(f"input {name!r}: data is missing", field=f"{name}.data")
+    array = _decode_data(data, datatype, name)
     count = math.prod(shape)
     if array.size != count:
         raise InvalidInput(
-            f"{where}: data has {array.size} element(s) but shape {shape} needs {count}",
+            f"input {name!r}: data has {array.size} element(s) but shape {shape} needs {count}",
             field=f"{name}.data",
         )
     return name, array.reshape(shape)
 
 
-def _decode_data(data: Any, datatype: str, where: str, name: str) -> np.ndarray[Any, Any]:
-    field = f"{name}.data"
+_MISSING = object()
+
+
+def _is_shape(shape: list[Any]) -> bool:
+    for d in shape:
+        if type(d) is not int and (not isinstance(d, int) or isinstance(d, bool)):
+            return False
+        if d < 0:
+            return False
+    return True
+
+
+def _decode_data(data: Any, datatype: str, name: str) -> np.ndarray[Any, Any]:
     if not isinstance(data, list):
-        raise InvalidInput(f"{where}: data must be a (flat or nested) list", field=field)
+        raise InvalidInput(
+            f"input {name!r}: data must be a (flat or nested) list", field=f"{name}.data"
+        )
     try:
         array = np.asarray(data)
     except ValueError as exc:
-        raise InvalidInput(f"{where}: data is ragged: {exc}", field=field) from exc
+        raise InvalidInput(f"input {name!r}: data is ragged: {exc}", field=f"{name}.data") from exc
     kind = array.dtype.kind
+    target = DATATYPES[datatype]
+    if kind == "f" and target.kind == "f" and array.size:  # the common case: numbers for floats
+        return array.astype(target, copy=False).ravel()
+    where, field = f"input {name!r}", f"{name}.data"
     if array.size == 0:
-        return np.empty(0, dtype=DATATYPES[datatype])
+        return np.empty(0, dtype=target)
     if datatype == "BYTES":
         flat = array.ravel()
         if kind != "U" and not all(isinstance(v, str) for v in flat):
@@ -163,7 +187,6 @@ def _decode_data(data: Any, datatype: str, where: str, name: str) -> np.ndarray[
         raise InvalidInput(
             f"{where}: {datatype} data must be numbers, got {_describe_kind(array)}", field=field
         )
-    target = DATATYPES[datatype]
     if target.kind in "iu":
         if kind == "f" and not np.all(np.mod(array, 1) == 0):
             raise InvalidInput(f"{where}: {datatype} data must be integers", field=field)
@@ -187,14 +210,13 @@ def tensors_to_batch(signature: Signature, tensors: Mapping[str, np.ndarray[Any,
                 f"expected one input tensor {MATRIX_INPUT!r}, got {len(tensors)}", field="inputs"
             )
         return signature.coerce(next(iter(tensors.values())))
-    columns = signature.inputs
     if (
         len(tensors) == 1
         and signature.numeric_table
-        and next(iter(tensors)) not in signature.column_names
+        and next(iter(tensors)) not in signature.column_positions
     ):
         name, matrix = next(iter(tensors.items()))
-        return _matrix_batch(columns, name, matrix)
+        return _matrix_batch(signature.column_names, name, matrix)
     by_column = {}
     for name, array in tensors.items():
         if array.ndim == 2 and array.shape[1] == 1:
@@ -208,19 +230,19 @@ def tensors_to_batch(signature: Signature, tensors: Mapping[str, np.ndarray[Any,
     return signature.coerce(by_column, extra="reject")
 
 
-def _matrix_batch(columns: Sequence[ColumnSpec], name: str, matrix: np.ndarray[Any, Any]) -> Batch:
-    width = len(columns)
+def _matrix_batch(names: tuple[str, ...], name: str, matrix: np.ndarray[Any, Any]) -> Batch:
+    width = len(names)
     if matrix.ndim == 1 and matrix.size == width:
         matrix = matrix.reshape(1, width)
     if matrix.ndim != 2 or matrix.shape[1] != width:
         raise InvalidInput(
             f"input {name!r} has shape {list(matrix.shape)}; expected [rows, {width}] with "
-            f"columns {', '.join(c.name for c in columns)}",
+            f"columns {', '.join(names)}",
             field=name,
         )
     if matrix.dtype.kind not in "fiub":
         raise InvalidInput(f"input {name!r} must be numeric", field=name)
-    return Batch.from_table([c.name for c in columns], matrix.astype(np.float64, copy=False))
+    return Batch.from_table(names, matrix.astype(np.float64, copy=False))
 
 
 def check_finite(batch: Batch, *, allow_nan: bool, allow_inf: bool) -> None:
@@ -228,14 +250,15 @@ def check_finite(batch: Batch, *, allow_nan: bool, allow_inf: bool) -> None:
     if allow_nan and allow_inf:
         return
     for values in batch.values():
-        if values.dtype.kind != "f":
-            continue
-        bad = np.zeros(values.shape, dtype=bool)
-        if not allow_nan:
-            bad |= np.isnan(values)
-        if not allow_inf:
-            bad |= np.isinf(values)
-        if bad.any():
+        if values.dtype.kind != "f" or math.isfinite(values.sum()):
+            continue  # a finite sum: no NaN and no infinity (one reduction, no mask)
+        if allow_nan:
+            bad = np.isinf(values).any()
+        elif allow_inf:
+            bad = np.isnan(values).any()
+        else:
+            bad = not np.isfinite(values).all()
+        if bad:
             _raise_not_finite(batch, allow_nan, allow_inf)
 
 
@@ -254,15 +277,17 @@ def _raise_not_finite(batch: Batch, allow_nan: bool, allow_inf: bool) -> None:
 # ---------------------------------------------------------------- encoding
 def encode_output(array: np.ndarray[Any, Any], name: str = OUTPUT_NAME) -> dict[str, Any]:
     """A response output with flattened data (NumPy array, serialised by orjson)."""
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    dtype = array.dtype
+    kind = dtype.kind
+    if kind == "f" and not np.isfinite(array).all():
         raise ValueError(f"output {name!r} has NaN or infinite values, which JSON cannot carry")
-    if array.dtype.kind in "OUS":
+    if kind in "OUS":
         data: Any = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel()]
     else:
         data = np.ascontiguousarray(array).ravel()
     return {
         "name": name,
-        "datatype": oip_datatype(array.dtype),
+        "datatype": _numpy_datatype(dtype),
         "shape": list(array.shape),
         "data": data,
     }

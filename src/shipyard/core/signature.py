@@ -8,7 +8,7 @@ array — into a :class:`Batch` checked against the signature, naming the field 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -62,6 +62,38 @@ class TensorSpec:
     shape: tuple[int, ...]  # -1 marks a free axis (always the first one)
 
 
+class TableColumns(Mapping[str, np.ndarray[Any, Any]]):
+    """Named columns of a 2-D array, each a view made when it is read (none made up front: a
+    one-row request of 30 columns would otherwise build 30 views it never uses)."""
+
+    __slots__ = ("_index", "_names", "_table")
+
+    def __init__(self, names: Sequence[str], table: np.ndarray[Any, Any]) -> None:
+        self._names = names
+        self._table = table
+        self._index: dict[str, int] | None = None
+
+    def _positions(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {name: i for i, name in enumerate(self._names)}
+        return self._index
+
+    def __getitem__(self, name: str) -> np.ndarray[Any, Any]:
+        return self._table[:, self._positions()[name]]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._positions()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions())
+
+    def __len__(self) -> int:
+        return len(self._positions())
+
+    def __repr__(self) -> str:
+        return f"TableColumns({list(self._positions())})"
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Validated model input: named 1-D columns, or one tensor whose first axis is rows.
@@ -79,7 +111,7 @@ class Batch:
     def from_table(cls, names: Sequence[str], table: np.ndarray[Any, Any]) -> Batch:
         """A columnar batch over a C-contiguous 2-D array (columns are views, not copies)."""
         table = np.ascontiguousarray(table)
-        return cls(table.shape[0], {n: table[:, i] for i, n in enumerate(names)}, table=table)
+        return cls(table.shape[0], TableColumns(names, table), table=table)
 
     def values(self) -> list[np.ndarray[Any, Any]]:
         """The arrays holding the data: the table or tensor, else each column."""
@@ -142,6 +174,11 @@ class Signature:
     @cached_property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.inputs) if isinstance(self.inputs, tuple) else ()
+
+    @cached_property
+    def column_positions(self) -> dict[str, int]:
+        """Each column's position by name (empty for a tensor signature)."""
+        return {name: i for i, name in enumerate(self.column_names)}
 
     @cached_property
     def numeric_table(self) -> bool:
