@@ -9,7 +9,9 @@ Built from ``shipyard serve`` arguments or a YAML file::
       - name: fraud
         model: models:/fraud@production
         features: fraud_v1        # a FeatureService: requests carry entity keys
+        log: {sample_rate: 0.1, drop: [name], hash: [email]}
     port: 8080
+    prediction_log: {flush_interval_s: 5, retention_days: 30}
 """
 
 from __future__ import annotations
@@ -79,6 +81,40 @@ class FallbackConfig(BaseModel):
         return self
 
 
+class LogConfig(BaseModel):
+    """What a deployment writes to the prediction log: the share of requests logged (chosen by
+    a hash of the request id, so a request is logged or not wherever it is served), input
+    columns left out, and input columns logged as HMAC-SHA256 of the value keyed by the
+    event log's salt (PII that must stay joinable but unreadable)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    drop: tuple[str, ...] = ()
+    hash: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> LogConfig:
+        both = sorted(set(self.drop) & set(self.hash))
+        if both:
+            raise ValueError(f"columns cannot be both dropped and hashed: {', '.join(both)}")
+        return self
+
+
+class PredictionLogConfig(BaseModel):
+    """The server's prediction log: a queue of at most ``queue_rows`` rows not yet written
+    (beyond it predictions are dropped and counted), flushed every ``flush_interval_s`` or
+    at ``flush_rows``; with ``retention_days``, older hours are deleted (checked hourly)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    queue_rows: int = Field(default=100_000, ge=1)
+    flush_rows: int = Field(default=10_000, ge=1)
+    flush_interval_s: float = Field(default=5.0, gt=0.0)
+    retention_days: float | None = Field(default=None, gt=0.0)
+
+
 class DeploymentConfig(BaseModel):
     """One served endpoint."""
 
@@ -100,6 +136,7 @@ class DeploymentConfig(BaseModel):
     # Check inputs against the version's reference profile (register_model(reference_data=...)):
     # "reject" answers 400 naming the field, "count" serves and counts each violated expectation.
     validation: Literal["off", "count", "reject"] = "off"
+    log: LogConfig = LogConfig()  # prediction log: sample rate, columns dropped or hashed
 
     @field_validator("name")
     @classmethod
@@ -133,6 +170,7 @@ class ServerConfig(BaseModel):
     tls_cert_file: Path | None = None  # PEM certificate (chain); with tls_key_file: HTTPS and
     tls_key_file: Path | None = None  # TLS on the gRPC port
     shutdown_timeout_s: float = Field(default=30.0, ge=0.0)
+    prediction_log: PredictionLogConfig = PredictionLogConfig()
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:

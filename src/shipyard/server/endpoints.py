@@ -79,6 +79,7 @@ class ModelRunner:
         self.version_label = str(model.version)
         self.inputs: list[TensorMetadata] = input_metadata(model.signature)
         self.outputs: list[TensorMetadata] = output_metadata(model.signature)
+        self.output_names = tuple(t.name for t in self.outputs)
         self.platform = f"shipyard_{model.flavor.name}"
         self.breaker = CircuitBreaker(
             window=config.breaker.window,
@@ -124,6 +125,8 @@ class ModelRunner:
 
     def predict_inline(self, batch: Batch) -> np.ndarray[Any, Any]:
         """Predict on the event loop (``inline`` runners: microsecond models, no thread hop)."""
+        if self.cache is None:
+            return self._call(batch)
         key, cached = self._from_cache(batch)
         if cached is not None:
             return cached
@@ -174,6 +177,7 @@ class Endpoint:
         )
         self._in_flight = 0
         self._breaker_gauge = metrics.breaker_state.labels(self.name)
+        self._breaker_shown: int | None = None  # last value set on the gauge
         self.in_flight_gauge = metrics.in_flight.labels(self.name)
         self._swap_lock = asyncio.Lock()
 
@@ -220,7 +224,7 @@ class Endpoint:
             )
         breaker = runner.breaker
         if not breaker.allow(time.monotonic()):
-            self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(time.monotonic())])
+            self._show_breaker(breaker.state(time.monotonic()))
             return await self._fallback(batch, "open", self._circuit_open(runner))
         if self._in_flight >= self.config.max_queue:
             raise Overloaded(
@@ -252,13 +256,20 @@ class Endpoint:
         else:
             now = time.monotonic()
             breaker.record(failed=False, now=now)
-            self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(now)])
+            self._show_breaker(breaker.state(now))
             return Prediction(output, runner.version)
         finally:
             self._in_flight -= 1
         breaker.record(failed=True, now=time.monotonic())
-        self._breaker_gauge.set(_BREAKER_GAUGE[breaker.state(time.monotonic())])
+        self._show_breaker(breaker.state(time.monotonic()))
         return await self._fallback(batch, reason, failure)
+
+    def _show_breaker(self, state: BreakerState) -> None:
+        """Set the breaker gauge when its value changes (the gauge holds the last value set)."""
+        value = _BREAKER_GAUGE[state]
+        if value != self._breaker_shown:
+            self._breaker_gauge.set(value)
+            self._breaker_shown = value
 
     def _circuit_open(self, runner: ModelRunner) -> CircuitOpen:
         wait = runner.breaker.retry_after(time.monotonic())
@@ -322,7 +333,7 @@ class Endpoint:
             runner = ModelRunner(self.name, model, self.config, self.metrics, profile)
             runner.start()
             previous, self.runner, self.load_error = self.runner, runner, None
-            self._breaker_gauge.set(0)
+            self._show_breaker(BreakerState.CLOSED)
             logger.info(
                 "deployment %s now serves %s (was %s)",
                 self.name,

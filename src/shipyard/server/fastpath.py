@@ -36,10 +36,17 @@ def match_inference_path(path: str) -> tuple[Kind, str, str | None] | None:
     return None
 
 
+# The request headers the inference routes read (ASGI servers give names in lower case).
+_READ_HEADERS = frozenset(
+    {b"authorization", b"content-encoding", b"content-length", b"inference-header-content-length"}
+)
+
+
 class InferenceFastPath:
     def __init__(self, app: ASGIApp, routes: InferenceRoutes) -> None:
         self.app = app
         self.routes = routes
+        self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}  # answer headers, as sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = (
@@ -50,27 +57,37 @@ class InferenceFastPath:
         if target is None:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope["headers"]
+            if k in _READ_HEADERS
+        }
 
         async def read_body(limit: int) -> bytes:
-            chunks = []
+            chunks: list[bytes] = []
             size = 0
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise InvalidInput("the client disconnected before sending the body")
-                chunk = message.get("body", b"")
+                chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
                 if not message.get("more_body", False):
-                    return b"".join(chunks)
+                    return b"".join([*chunks, chunk]) if chunks else chunk
+                chunks.append(chunk)
 
         kind, model, version = target
         answer = await self.routes.answer(kind, model, version, headers.get, read_body)
         response_headers = [_JSON, (b"content-length", str(len(answer.body)).encode())]
-        response_headers.extend((k.lower().encode(), v.encode()) for k, v in answer.headers.items())
+        for item in answer.headers.items():
+            encoded = self._encoded.get(item)
+            if encoded is None:
+                encoded = (item[0].lower().encode(), item[1].encode())
+                if len(self._encoded) < 1024:  # versions and fallback kinds: a handful
+                    self._encoded[item] = encoded
+            response_headers.append(encoded)
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": response_headers}
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ Kind = Literal["v2", "v1"]
 HeaderLookup = Callable[[str], str | None]
 BodyReader = Callable[[int], Awaitable[bytes]]
 _DUMP = orjson.OPT_SERIALIZE_NUMPY
+VERSION_HEADER = "X-Shipyard-Model-Version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ def check_body_headers(header: HeaderLookup, limit: int) -> None:
     if header("inference-header-content-length") not in (None, declared):
         raise InvalidInput(
             "the binary tensor data extension is not supported; send JSON data "
-            "(tritonclient: binary_data=False)",
+            "(tritonclient and KServe clients: binary_data=False)",
             field="Inference-Header-Content-Length",
         )
 
@@ -88,24 +89,30 @@ class InferenceRoutes:
         read_body: BodyReader,
     ) -> Answer:
         state = self.state
-        try:
-            endpoint = state.endpoint(model)
-        except ShipyardError as exc:
-            return error_answer(exc)
+        endpoint = state.endpoints.get(model)
+        if endpoint is None:
+            try:
+                endpoint = state.endpoint(model)
+            except ShipyardError as exc:
+                return error_answer(exc)
         metrics = state.metrics
         started = time.perf_counter()
         in_flight = endpoint.in_flight_gauge
         in_flight.inc()
-        answer = Answer(500, b'{"error": "internal error"}', {})
+        answer: Answer | None = None
+        answered_by: str | None = None
         try:
-            state.check_token(header("authorization"), admin=False)
+            if state.inference_token is not None:
+                state.check_token(header("authorization"), admin=False)
             check_body_headers(header, self.limit)
             body = parse_json(await read_body(self.limit))
             if kind == "v2":
                 payload, prediction = await _infer_v2(endpoint, version, body)
             else:
                 payload, prediction = await _predict_v1(endpoint, body)
-            answer = Answer(200, orjson.dumps(payload, option=_DUMP), _answer_headers(prediction))
+            headers = _answer_headers(prediction)
+            answered_by = headers.get(VERSION_HEADER)
+            answer = Answer(200, orjson.dumps(payload, option=_DUMP), headers)
         except ShipyardError as exc:
             if exc.code == "overloaded":
                 metrics.shed.labels(model).inc()
@@ -116,11 +123,11 @@ class InferenceRoutes:
             answer = Answer(500, orjson.dumps({"error": message}), {})
         finally:
             in_flight.dec()
-            answered_by = answer.headers.get("X-Shipyard-Model-Version")
-            runner = endpoint.runner
             if answered_by is None:
+                runner = endpoint.runner
                 answered_by = runner.version_label if runner else ""
-            metrics.finish(model, answered_by, "rest", answer.status, time.perf_counter() - started)
+            status = 500 if answer is None else answer.status
+            metrics.finish(model, answered_by, "rest", status, time.perf_counter() - started)
         return answer
 
 
@@ -132,18 +139,26 @@ async def _infer_v2(
     raw_inputs = body.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors", field="inputs")
-    tensors = dict(decode_tensor(raw, i) for i, raw in enumerate(raw_inputs))
-    if len(tensors) != len(raw_inputs):
-        raise InvalidInput("input names must be unique", field="inputs")
+    if len(raw_inputs) == 1:
+        name, array = decode_tensor(raw_inputs[0], 0)
+        tensors = {name: array}
+    else:
+        tensors = dict(decode_tensor(raw, i) for i, raw in enumerate(raw_inputs))
+        if len(tensors) != len(raw_inputs):
+            raise InvalidInput("input names must be unique", field="inputs")
     runner = endpoint.require_runner(version)
-    requested = _requested_outputs(body.get("outputs"), [t.name for t in runner.outputs])
+    outputs = body.get("outputs")
+    requested = (
+        runner.output_names if outputs is None else _requested_outputs(outputs, runner.output_names)
+    )
     features = endpoint.feature_inputs
     if features is None:
         batch = tensors_to_batch(runner.model.signature, tensors)
     else:
         columns = features.enrich(request_columns(tensors))
         batch = runner.model.signature.coerce(columns, extra="ignore")
-    check_finite(batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf)
+    config = endpoint.config
+    check_finite(batch, allow_nan=config.allow_nan, allow_inf=config.allow_inf)
     endpoint.check_inputs(batch)
     prediction = await endpoint.predict(batch, version)
     payload: dict[str, Any] = {"model_name": endpoint.name}
@@ -181,18 +196,18 @@ async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Pr
 def _answer_headers(prediction: Prediction) -> dict[str, str]:
     headers = {}
     if prediction.version is not None:
-        headers["X-Shipyard-Model-Version"] = str(prediction.version)
+        headers[VERSION_HEADER] = str(prediction.version)
     if prediction.fallback is not None:
         headers["X-Shipyard-Fallback"] = prediction.fallback
     return headers
 
 
-def _requested_outputs(raw: Any, known: list[str]) -> list[str]:
+def _requested_outputs(raw: Any, known: Sequence[str]) -> Sequence[str]:
     if raw is None:
         return known
     if not isinstance(raw, list):
         raise InvalidInput("'outputs' must be a list of {\"name\": ...}", field="outputs")
-    names = []
+    names: list[str] = []
     for index, item in enumerate(raw):
         name = item.get("name") if isinstance(item, dict) else None
         if name not in known:
@@ -200,5 +215,5 @@ def _requested_outputs(raw: Any, known: list[str]) -> list[str]:
                 f"outputs[{index}] names unknown output {name!r}; outputs: {', '.join(known)}",
                 field=f"outputs[{index}]",
             )
-        names.append(name)
+        names.append(str(name))  # one of ``known``
     return names

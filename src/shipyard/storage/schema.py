@@ -221,3 +221,28 @@ feature_profiles = sa.Table(
     sa.Column("profile", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
+
+alert_incidents = sa.Table(
+    "alert_incidents",
+    metadata,
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("alerted_at", UTCDateTime, nullable=False),
+    sa.Column("checks", sa.Integer, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(500), nullable=False),
+    sa.Column("rule", NAME, nullable=False),
+    sa.Column("model", NAME, nullable=False),
+    sa.Column("subject", sa.String(250), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("actions", sa.JSON, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_alerts_model_at", "model", "at"),
+)
