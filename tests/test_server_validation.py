@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
@@ -28,8 +29,14 @@ def home(tmp_path: Path) -> Path:
         "churn", model, input_example=train[["age", "income"]].head(3), reference_data=train
     )
     profile = ws.reference_profile(version)
-    assert profile is not None and profile.column_names == ["age", "income", "plan"]
-    assert ws.registry.local_path(version).joinpath("reference.parquet").exists()
+    # The reference keeps the model's answers too, named as the prediction log names them.
+    assert profile is not None
+    assert profile.column_names == ["age", "income", "plan", "out_output_0", "out_output_1"]
+    reference = pq.read_table(ws.registry.local_path(version) / "reference.parquet")
+    np.testing.assert_array_equal(
+        reference.column("out_output_1").to_numpy(),
+        model.predict_proba(train[["age", "income"]])[:, 1],
+    )
     ws.close()
     return tmp_path / "home"
 

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shipyard import conversion
 from shipyard.core.identifiers import ModelRef, parse_model_uri
+from shipyard.core.oip import OUTPUT_NAME
 from shipyard.core.parity import compare, uniform_rows
 from shipyard.core.profile import Profile, as_table, profile_table
 from shipyard.core.signature import Batch, Signature, infer_signature
@@ -140,7 +142,9 @@ class Workspace:
                 tags = {**reference_data.lineage_tags(), **(tags or {})}
                 reference_data = reference_data.to_arrow()
             if reference_data is not None:
-                reference = as_table(reference_data).slice(0, REFERENCE_ROWS)
+                reference = _with_outputs(
+                    as_table(reference_data).slice(0, REFERENCE_ROWS), signature, chosen, loaded
+                )
                 pq.write_table(reference, root / REFERENCE_PARQUET)
                 profile = profile_table(reference)
                 (root / PROFILE_JSON).write_bytes(orjson.dumps(profile.to_dict()))
@@ -327,6 +331,27 @@ def _convert_to_onnx(
         "lightgbm, xgboost or torch can be converted to ONNX",
         field="uri",
     )
+
+
+def _with_outputs(reference: pa.Table, signature: Signature, flavor: Any, loaded: Any) -> pa.Table:
+    """The reference rows plus the model's answers on them, named as the prediction log names
+    outputs (``out_output``, or ``out_output_<j>`` per column of a 2-D output), so that
+    prediction drift compares like with like. Tensor-input models keep the rows only."""
+    if not signature.is_columnar:
+        return reference
+    missing = [c for c in signature.column_names if c not in reference.column_names]
+    if missing:
+        raise InvalidInput(
+            f"reference_data lacks the model's input columns {missing}", field="reference_data"
+        )
+    batch = signature.coerce(reference.select(list(signature.column_names)).to_pandas())
+    output = np.asarray(flavor.predict(loaded, batch))
+    if output.ndim == 2:
+        for j in range(output.shape[1]):
+            reference = reference.append_column(f"out_{OUTPUT_NAME}_{j}", pa.array(output[:, j]))
+    elif output.ndim == 1:
+        reference = reference.append_column(f"out_{OUTPUT_NAME}", pa.array(output))
+    return reference
 
 
 def _current_user() -> str | None:
