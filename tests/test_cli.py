@@ -278,6 +278,9 @@ def test_demo_trains_registers_aliases_and_serves_in_a_fresh_home(tmp_path: Path
     assert "point-in-time training set from service 'breast_cancer_v1'" in result.stdout
     assert "(features from 'breast_cancer_v1')" in result.stdout
     assert "200/200 answers equal load_model's" in result.stdout
+    assert "400 diagnoses sent back with POST /v1/feedback" in result.stdout
+    assert "ALERT inputs drifted: drift_share of model 'breast-cancer'" in result.stdout
+    assert (home / "monitoring-report.html").read_text().count("<svg") > 30
     features = run_json(home, "features", "list")
     assert {(f["kind"], f["name"]) for f in features} == {
         ("entity", "patient"),

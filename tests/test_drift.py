@@ -227,10 +227,12 @@ def test_aligned_counts_take_the_union_of_categories() -> None:
 # ---------------------------------------------------------------- selection and verdicts
 def test_select_method_by_kind_and_size() -> None:
     assert select_method("numeric", 1000, 1000) == "ks"
-    assert select_method("numeric", 1001, 10) == "wasserstein"
-    assert select_method("numeric", 10, 1001) == "wasserstein"
+    assert select_method("numeric", 1001, 10) == "ks"  # the smaller side decides
+    assert select_method("numeric", 10, 1001) == "ks"
+    assert select_method("numeric", 1001, 1001) == "wasserstein"
     assert select_method("categorical", 1000, 1000) == "chi2"
-    assert select_method("boolean", 5000, 10) == "jensenshannon"
+    assert select_method("boolean", 5000, 10) == "chi2"
+    assert select_method("boolean", 5000, 1001) == "jensenshannon"
     assert select_method("numeric", 50, 50, max_test_n=20) == "wasserstein"
 
 

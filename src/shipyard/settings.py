@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     artifacts_url: str | None = None
     s3_endpoint_url: str | None = None
     online_store_url: str | None = None
+    event_log_url: str | None = None
     user: str | None = None
     admin_token: SecretStr | None = None
     inference_token: SecretStr | None = None
@@ -45,6 +46,17 @@ class Settings(BaseSettings):
     @property
     def resolved_online_store_url(self) -> str:
         return self.online_store_url or f"sqlite:///{self.home / 'online.db'}"
+
+    @property
+    def resolved_event_log_url(self) -> str:
+        """The prediction/outcome log: the metadata database when it is PostgreSQL, else
+        Parquet files in ``<home>/events``."""
+        if self.event_log_url:
+            return self.event_log_url
+        database = self.resolved_database_url
+        if database.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+            return database
+        return str(self.home / "events")
 
     @property
     def cache_dir(self) -> Path:

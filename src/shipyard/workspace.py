@@ -41,6 +41,7 @@ from shipyard.registry import Registry
 from shipyard.settings import Settings
 from shipyard.storage.artifacts import ArtifactStore, open_artifact_store
 from shipyard.storage.database import Database, open_database
+from shipyard.storage.events import EventLog, open_event_log
 from shipyard.storage.online import open_online_store
 from shipyard.tracking import ActiveRun, Tracker
 
@@ -71,11 +72,21 @@ class Workspace:
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._load_lock = threading.Lock()
         self._features: FeatureStore | None = None
+        self._events: EventLog | None = None
 
     def close(self) -> None:
         if self._features is not None:
             self._features.close()
+        if self._events is not None:
+            self._events.close()
         self.database.close()
+
+    @property
+    def events(self) -> EventLog:
+        """The event log (predictions, outcomes) on ``settings.resolved_event_log_url``."""
+        if self._events is None:
+            self._events = open_event_log(self.settings.resolved_event_log_url)
+        return self._events
 
     @property
     def features(self) -> FeatureStore:

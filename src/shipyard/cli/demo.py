@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,9 +26,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from shipyard import monitor as monitoring
 from shipyard.cli.context import workspace
 from shipyard.cli.render import console, print_table
+from shipyard.core.alert_rules import Rule
 from shipyard.errors import require_package
+from shipyard.monitoring.alerts import Alerter
+from shipyard.monitoring.report import render_html
 from shipyard.tracking import seed_everything
 from shipyard.workspace import Workspace
 
@@ -68,6 +73,7 @@ class DemoResult:
     test_auc: float
     predictions_match: bool
     served_match: bool
+    alerts: int
 
 
 def demo(ctx: typer.Context) -> None:
@@ -185,10 +191,12 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         + ", ".join(f"{r.view} v{r.version}: {r.rows_written} patients" for r in results)
         + f" into {escape(ws.settings.resolved_online_store_url)}"
     )
-    served_match = _serve_and_query(ws, x_test.index.to_numpy(), served, out)
+    patients = x_test.index.to_numpy()
+    labels = dict(zip(patients.tolist(), y_test.to_numpy().tolist(), strict=True))
+    served_match, alerts = _serve_and_query(ws, patients, served, labels, out)
     settings = ws.settings
     out.print(
-        f"[bold]9. workspace[/] {escape(str(settings.home))}\n"
+        f"[bold]11. workspace[/] {escape(str(settings.home))}\n"
         f"          metadata:  {escape(ws.database.safe_url)}\n"
         f"          artifacts: {escape(settings.resolved_artifacts_url)}"
     )
@@ -201,10 +209,13 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         "  shipyard models list --json\n"
         "  shipyard features list\n"
         "  shipyard features materialize-incremental\n"
+        f"  shipyard monitor check --model {MODEL_NAME} --window 1h\n"
         f"  shipyard serve {MODEL_NAME}@{ALIAS} --port 8080",
         highlight=False,
     )
-    return DemoResult(run.run_id, version.version, uri, metrics["test_auc"], match, served_match)
+    return DemoResult(
+        run.run_id, version.version, uri, metrics["test_auc"], match, served_match, alerts
+    )
 
 
 def _free_port() -> int:
@@ -239,16 +250,24 @@ def _feature_repo(
     return spine, changes
 
 
-def _serve_and_query(ws: Workspace, patients: Any, expected: Any, out: Console) -> bool:
+def _serve_and_query(
+    ws: Workspace, patients: Any, expected: Any, labels: dict[int, int], out: Console
+) -> tuple[bool, int]:
     """Start ``shipyard serve`` in the background with the model fed by its feature service,
     query it over the Open Inference Protocol with patient ids only (REST, one per request, one
-    keep-alive connection), report latencies, stop it."""
+    keep-alive connection) and report latencies; then new measurements arrive drifted, the same
+    patients are scored again, their diagnoses come back through ``POST /v1/feedback``, the
+    server stops, and a monitoring check finds the drift, alerts and writes the report.
+    Returns whether every first answer matched ``load_model`` and the server stopped cleanly,
+    and how many alerts the check sent."""
     port = _free_port()
-    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home)}
+    token = secrets.token_hex(16)
+    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home), "SHIPYARD_ADMIN_TOKEN": token}
     config = ws.settings.home / "demo-features" / "serve.yaml"
     config.write_text(
         f"deployments:\n  - name: {MODEL_NAME}\n    model: {MODEL_NAME}@{ALIAS}\n"
         f"    features: {FEATURE_SERVICE}\n"
+        "prediction_log: {flush_interval_s: 0.5}\n"
     )
     command = [sys.executable, "-m", "shipyard.cli.app", "serve", "--config", str(config)]
     server = subprocess.Popen(
@@ -257,6 +276,7 @@ def _serve_and_query(ws: Workspace, patients: Any, expected: Any, out: Console) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    path = f"/v2/models/{MODEL_NAME}/infer"
     try:
         started = time.perf_counter()
         connection = _wait_ready(server, port)
@@ -265,32 +285,109 @@ def _serve_and_query(ws: Workspace, patients: Any, expected: Any, out: Console) 
             f"'{FEATURE_SERVICE}') on 127.0.0.1:{port} "
             f"ready in {time.perf_counter() - started:.1f} s"
         )
-        latencies, matches = [], 0
-        path = f"/v2/models/{MODEL_NAME}/infer"
-        for i in range(200):
-            index = i % len(patients)
-            patient = int(patients[index])
-            body = {
-                "inputs": [
-                    {"name": "patient_id", "shape": [1], "datatype": "INT64", "data": [patient]}
-                ]
-            }
-            sent = time.perf_counter()
-            connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-            answer = json.loads(connection.getresponse().read())
-            latencies.append(time.perf_counter() - sent)
-            matches += answer["outputs"][0]["data"] == expected[index].tolist()
-        connection.close()
-        p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
+        first = _score_patients(connection, path, patients, 200)
+        matches = sum(
+            answer == expected[i % len(patients)].tolist() for i, (answer, _, _) in enumerate(first)
+        )
+        p50, p99 = np.percentile(np.array([t for _, t, _ in first]) * 1000, [50, 99])
         out.print(
             f"[bold]8. query[/]   200 OIP v2 requests (POST {path}, a patient id each): "
             f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; {matches}/200 answers equal load_model's"
         )
+        _drift_measurements(ws, patients)
+        second = _score_patients(connection, path, patients, 200)
+        outcomes = [
+            {"request_id": request_id, "label": labels[int(patients[i % len(patients)])]}
+            for i, (_, _, request_id) in enumerate(first + second)
+        ]
+        connection.request(
+            "POST",
+            "/v1/feedback",
+            json.dumps({"model": MODEL_NAME, "outcomes": outcomes}),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        stored = json.loads(connection.getresponse().read())["stored"]
+        connection.close()
+        out.print(
+            "[bold]9. drift[/]   new measurements arrive from a recalibrated machine (the 'mean_*' "
+            "features ×1.4, pushed to the online store); the same patients scored again; "
+            f"{stored} diagnoses sent back with POST /v1/feedback"
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
-    out.print(f"          server stopped with SIGTERM, exit code {code}")
-    return matches == 200 and code == 0
+    out.print(f"          server stopped with SIGTERM (prediction log flushed), exit code {code}")
+    alerts = _monitor(ws, out)
+    return matches == 200 and code == 0, alerts
+
+
+def _score_patients(
+    connection: http.client.HTTPConnection, path: str, patients: Any, count: int
+) -> list[tuple[Any, float, str]]:
+    """(answer, seconds, request id) of ``count`` single-patient requests."""
+    results = []
+    for i in range(count):
+        patient = int(patients[i % len(patients)])
+        body = {
+            "inputs": [{"name": "patient_id", "shape": [1], "datatype": "INT64", "data": [patient]}]
+        }
+        sent = time.perf_counter()
+        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        elapsed = time.perf_counter() - sent
+        results.append((answer["outputs"][0]["data"], elapsed, response.headers["X-Request-ID"]))
+    return results
+
+
+def _drift_measurements(ws: Workspace, patients: Any) -> None:
+    """New, drifted measurements of ``patients`` pushed to the online store (newer than the
+    materialised ones, so they are what the server reads from now on)."""
+    view = ws.features.get_view("tumour")
+    table = ws.features.get_online_features(
+        [f"tumour:{name}" for name in view.feature_names], {"patient_id": patients.tolist()}
+    ).to_columns()
+    frame = pd.DataFrame(table).assign(patient_id=patients, measured_at=datetime.now(UTC))
+    for name in view.feature_names:
+        if name.startswith("mean_"):
+            frame[name] = frame[name] * 1.4
+    ws.features.push("tumour", frame)
+
+
+def _monitor(ws: Workspace, out: Console) -> int:
+    """One monitoring check of the last hour with two alert rules; writes the HTML report."""
+    rules = [
+        Rule("inputs drifted", "drift_share", 0.25, actions=("log",)),
+        Rule("quality dropped", "metric_drop", 0.1, metric="roc_auc", actions=("log",)),
+    ]
+    result = monitoring.check(
+        ws, MODEL_NAME, window=timedelta(hours=1), alerter=Alerter(ws.database, rules)
+    )
+    report = ws.settings.home / "monitoring-report.html"
+    report.write_text(render_html(result.to_dict()), encoding="utf-8")
+    drift = result.drift
+    performance = result.performance or {}
+    overall = performance.get("overall", {})
+    baseline = performance.get("baseline", {})
+    out.print(
+        f"[bold]10. monitor[/] check of the last hour: {result.rows} logged predictions; "
+        + (
+            f"drift share {drift.drift_share:.2f} ({len(drift.drifted_columns)} of "
+            f"{len(drift.columns)} features drifted), prediction drift {drift.prediction_drift}; "
+            if drift is not None
+            else ""
+        )
+        + (
+            f"ROC AUC {overall['roc_auc']:.3f} on {performance['labelled_rows']} labelled "
+            f"predictions (training: {baseline.get('roc_auc', float('nan')):.3f})"
+            if overall.get("roc_auc") is not None
+            else "no labelled predictions"
+        )
+    )
+    for alert in result.alerts:
+        out.print(f"          [bold red]ALERT[/] {escape(alert['message'])}")
+    out.print(f"          report: {escape(str(report))}")
+    return len(result.alerts)
 
 
 def _wait_ready(server: subprocess.Popen[bytes], port: int) -> http.client.HTTPConnection:

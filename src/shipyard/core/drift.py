@@ -49,11 +49,13 @@ histogram (:mod:`shipyard.core.profile`): edges at the distinct reference decile
 the outer bins.
 
 Test selection (:func:`select_method`), overridable per column: with *n* the number of values a
-test sees on each side (finite values for numeric columns, non-null values otherwise), when both
-sides have ``n ≤ 1000`` (:data:`MAX_TEST_N`) a p-value test runs — ``ks`` for numeric, ``chi2``
-for categorical and boolean; otherwise a distance, whose verdict does not turn every tiny but
-real difference of a large sample into an alarm — ``wasserstein`` for numeric,
-``jensenshannon`` for categorical and boolean.
+test sees on each side (finite values for numeric columns, non-null values otherwise), when the
+smaller side has ``n ≤ 1000`` (:data:`MAX_TEST_N`) a p-value test runs — ``ks`` for numeric,
+``chi2`` for categorical and boolean; when both sides are larger, a distance, whose verdict does
+not turn every tiny but real difference of a large sample into an alarm — ``wasserstein`` for
+numeric, ``jensenshannon`` for categorical and boolean. The smaller side decides because a
+distance's no-drift noise shrinks like ``1/sqrt(n)`` of the smaller sample: a window of a few
+hundred predictions against a reference of a million still gets a calibrated test.
 
 False alarms (seeded simulations, no drift, ``tests/test_drift.py``): the p-value tests flag a
 column at their threshold's rate (KS exactly at most α — its exact p-values are discrete —, chi²
@@ -479,10 +481,10 @@ def check_method(method: str) -> Method:
 def select_method(
     kind: DriftKind, reference_count: int, current_count: int, *, max_test_n: int = MAX_TEST_N
 ) -> Method:
-    """The default method: a p-value test when both sides have ``<= max_test_n`` values
-    (``ks`` numeric, ``chi2`` otherwise), a distance above (``wasserstein`` numeric,
-    ``jensenshannon`` otherwise)."""
-    small = reference_count <= max_test_n and current_count <= max_test_n
+    """The default method: a p-value test when the smaller side has ``<= max_test_n`` values
+    (``ks`` numeric, ``chi2`` otherwise), a distance when both sides are larger
+    (``wasserstein`` numeric, ``jensenshannon`` otherwise)."""
+    small = min(reference_count, current_count) <= max_test_n
     if kind == "numeric":
         return "ks" if small else "wasserstein"
     return "chi2" if small else "jensenshannon"

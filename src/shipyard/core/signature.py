@@ -359,7 +359,7 @@ def _coerce_values(spec: ColumnSpec, raw: Any) -> np.ndarray[Any, Any]:
     elif kind == "O":
         try:
             return values.astype(np.dtype(expected))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: ints beyond int64
             pass
     raise InvalidInput(
         f"column {spec.name!r} expects {expected} but got {dtype_name_or_kind(values)}",

@@ -41,7 +41,7 @@ _NUMPY_TYPES = {
 @dataclass(frozen=True, slots=True)
 class LoadedSession:
     session: Any  # onnxruntime.InferenceSession
-    inputs: tuple[tuple[str, str], ...]  # (name, NumPy dtype) per model input
+    inputs: tuple[tuple[str, np.dtype[Any]], ...]  # (name, NumPy dtype) per model input
     output: str
 
 
@@ -67,14 +67,19 @@ class ONNXFlavor:
         return {"inputs": inputs, "output": output}
 
     def load(self, path: Path, options: dict[str, Any]) -> LoadedSession:
-        inputs = tuple((str(i["name"]), _NUMPY_TYPES[str(i["type"])]) for i in options["inputs"])
+        inputs = tuple(
+            (str(i["name"]), np.dtype(_NUMPY_TYPES[str(i["type"])])) for i in options["inputs"]
+        )
         return LoadedSession(_session(path / MODEL_FILE), inputs, str(options["output"]))
 
     def predict(self, model: LoadedSession, batch: Batch) -> np.ndarray[Any, Any]:
         feed: dict[str, np.ndarray[Any, Any]]
         if len(model.inputs) == 1:
             name, dtype = model.inputs[0]
-            if batch.tensor is not None:
+            table = batch.table
+            if table is not None:  # Batch.matrix(dtype), one call fewer
+                feed = {name: table if table.dtype is dtype else table.astype(dtype)}
+            elif batch.tensor is not None:
                 feed = {name: np.ascontiguousarray(batch.tensor, dtype=dtype)}
             else:
                 feed = {name: batch.matrix(dtype)}

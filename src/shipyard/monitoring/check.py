@@ -193,7 +193,11 @@ def score_column(predictions: pa.Table, task: Task) -> str:
 
 def latest_outcomes(outcomes: pa.Table) -> pa.Table:
     """One outcome per (request, row): duplicates of an idempotency key and later corrections
-    collapse to the latest record."""
+    collapse to the latest record (a missing row means row 0). Outcomes keyed by unit alone
+    are left to the experiments' analysis."""
+    outcomes = outcomes.filter(pc.is_valid(outcomes.column("request_id")))
+    rows = pc.fill_null(outcomes.column("row"), 0).cast(pa.int32())
+    outcomes = outcomes.set_column(outcomes.column_names.index("row"), "row", rows)
     if outcomes.num_rows == 0:
         return outcomes
     order = pc.sort_indices(outcomes, [("time", "descending")])

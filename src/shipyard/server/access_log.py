@@ -36,6 +36,11 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id, trace = start_trace(headers.get("x-request-id"), headers.get("traceparent"))
+        if "x-request-id" not in headers:  # the app (prediction log) sees the id it answers
+            scope = {
+                **scope,
+                "headers": [*scope["headers"], (b"x-request-id", request_id.encode("latin-1"))],
+            }
         status = 500
 
         async def send_with_ids(message: Message) -> None:

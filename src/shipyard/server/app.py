@@ -29,12 +29,15 @@ from shipyard.workspace import Workspace
 
 def build_state(config: ServerConfig, settings: Settings) -> ServerState:
     """Server state on the workspace ``settings`` describe (models load at startup)."""
+    workspace = Workspace(settings)
+    events = workspace.events if config.prediction_log.enabled else None
     return ServerState(
         config,
-        Workspace(settings),
+        workspace,
         ServerMetrics(CollectorRegistry()),
         admin_token=_secret(settings.admin_token),
         inference_token=_secret(settings.inference_token),
+        events=events,
     )
 
 

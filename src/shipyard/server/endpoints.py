@@ -37,7 +37,7 @@ from shipyard.server.batching import DynamicBatcher
 from shipyard.server.cache import ResponseCache, batch_key
 from shipyard.server.config import DeploymentConfig
 from shipyard.server.features import FeatureInputs
-from shipyard.server.metrics import ServerMetrics
+from shipyard.server.metrics import FastHistogram, ServerMetrics
 from shipyard.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 INLINE_FLAVORS = frozenset({"onnx", "lightgbm", "xgboost"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 3x
 class Prediction:
     """A model's answer; ``fallback`` says why the fallback gave it instead (None: primary)."""
 
@@ -89,7 +89,7 @@ class ModelRunner:
             probes=config.breaker.probes,
         )
         self.inline = config.batching is None and model.flavor.name in INLINE_FLAVORS
-        self._inference = metrics.inference_duration.labels(endpoint)
+        self._inference = FastHistogram(metrics.inference_duration.labels(endpoint))
         self.cache = ResponseCache(config.cache_size) if config.cache_size else None
         self._cache_hits = metrics.cache.labels(endpoint, "hit")
         self._cache_misses = metrics.cache.labels(endpoint, "miss")
@@ -164,6 +164,11 @@ class Endpoint:
     def __init__(self, config: DeploymentConfig, metrics: ServerMetrics) -> None:
         self.config = config
         self.name = config.name
+        # Read on every request: plain attributes (a pydantic model's cost several times more).
+        self.allow_nan = config.allow_nan
+        self.allow_inf = config.allow_inf
+        self._max_batch_rows = config.max_batch_rows
+        self._max_queue = config.max_queue
         self._model_name = parse_model_uri(config.model).name
         self.metrics = metrics
         self.runner: ModelRunner | None = None
@@ -178,7 +183,7 @@ class Endpoint:
         self._in_flight = 0
         self._breaker_gauge = metrics.breaker_state.labels(self.name)
         self._breaker_shown: int | None = None  # last value set on the gauge
-        self.in_flight_gauge = metrics.in_flight.labels(self.name)
+        self.in_flight_requests = metrics.in_flight_of(self.name)  # REST and gRPC, all stages
         self._swap_lock = asyncio.Lock()
 
     @property
@@ -217,19 +222,19 @@ class Endpoint:
         """Answer from the served version, or from the fallback while it fails or its breaker
         is open. Sheds (503) beyond ``max_queue`` concurrent requests."""
         runner = self.require_runner(version)
-        if batch.num_rows > self.config.max_batch_rows:
+        if batch.num_rows > self._max_batch_rows:
             raise InvalidInput(
-                f"request has {batch.num_rows} rows; the limit is {self.config.max_batch_rows}",
+                f"request has {batch.num_rows} rows; the limit is {self._max_batch_rows}",
                 field="inputs",
             )
         breaker = runner.breaker
         if not breaker.allow(time.monotonic()):
             self._show_breaker(breaker.state(time.monotonic()))
             return await self._fallback(batch, "open", self._circuit_open(runner))
-        if self._in_flight >= self.config.max_queue:
+        if self._in_flight >= self._max_queue:
             raise Overloaded(
                 f"model {self.name!r} has {self._in_flight} requests in progress (limit "
-                f"{self.config.max_queue}); retry shortly"
+                f"{self._max_queue}); retry shortly"
             )
         self._in_flight += 1
         failure: ShipyardError
@@ -256,7 +261,9 @@ class Endpoint:
         else:
             now = time.monotonic()
             breaker.record(failed=False, now=now)
-            self._show_breaker(breaker.state(now))
+            state = breaker.state(now)
+            if _BREAKER_GAUGE[state] != self._breaker_shown:
+                self._show_breaker(state)
             return Prediction(output, runner.version)
         finally:
             self._in_flight -= 1

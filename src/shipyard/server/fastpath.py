@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shipyard.errors import InvalidInput, PayloadTooLarge
-from shipyard.server.inference import InferenceRoutes, Kind
+from shipyard.server.inference import VERSION_HEADER, InferenceRoutes, Kind
 
 _JSON = (b"content-type", b"application/json")
 
@@ -39,7 +39,13 @@ def match_inference_path(path: str) -> tuple[Kind, str, str | None] | None:
 # The request headers the inference routes read (ASGI servers give names in lower case).
 _READ_HEADERS = frozenset(
     {b"authorization", b"content-encoding", b"content-length", b"inference-header-content-length"}
+    | {b"x-request-id", b"x-shipyard-unit"}  # the prediction log's request id and unit key
 )
+
+
+_CACHED = 1024  # paths and header values remembered (clients choose paths: keep it bounded)
+# Answer headers with a handful of values (versions, fallback kinds), kept encoded.
+_CACHED_HEADERS = frozenset({VERSION_HEADER, "X-Shipyard-Fallback"})
 
 
 class InferenceFastPath:
@@ -47,21 +53,24 @@ class InferenceFastPath:
         self.app = app
         self.routes = routes
         self._encoded: dict[tuple[str, str], tuple[bytes, bytes]] = {}  # answer headers, as sent
+        self._targets: dict[str, tuple[Kind, str, str | None]] = {}  # matched paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = (
-            match_inference_path(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
+        target = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            target = self._targets.get(path)
+            if target is None:
+                target = match_inference_path(path)
+                if target is not None and len(self._targets) < _CACHED:
+                    self._targets[path] = target
         if target is None:
             await self.app(scope, receive, send)
             return
-        headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in scope["headers"]
-            if k in _READ_HEADERS
-        }
+        headers = {}
+        for key, value in scope["headers"]:  # a loop, not a comprehension: one frame fewer
+            if key in _READ_HEADERS:
+                headers[key.decode("latin-1")] = value.decode("latin-1")
 
         async def read_body(limit: int) -> bytes:
             chunks: list[bytes] = []
@@ -85,7 +94,7 @@ class InferenceFastPath:
             encoded = self._encoded.get(item)
             if encoded is None:
                 encoded = (item[0].lower().encode(), item[1].encode())
-                if len(self._encoded) < 1024:  # versions and fallback kinds: a handful
+                if item[0] in _CACHED_HEADERS and len(self._encoded) < _CACHED:
                     self._encoded[item] = encoded
             response_headers.append(encoded)
         await send(

@@ -14,6 +14,9 @@ ready, overloaded, circuit open), 504 DEADLINE_EXCEEDED (the model did not answe
 deployment's ``timeout_s``: gRPC's code for an operation that ran out of time, as 504 is HTTP's),
 500 INTERNAL (the model failed). RPCs this server does not have answer UNIMPLEMENTED. The
 inference token, when set, is read from the ``authorization: Bearer …`` metadata of ModelInfer.
+Answered inferences go to the prediction log (:mod:`shipyard.server.prediction_log`) with the
+``x-request-id`` metadata as request id, else the request's ``id``, else a new one that is
+answered as the response's ``id``.
 
 Messages up to :data:`MAX_MESSAGE_BYTES` (256 MiB) are accepted and sent, each way; gRPC's own
 default is 4 MiB and tritonclient allows 2 GiB. Beyond it gRPC answers RESOURCE_EXHAUSTED.
@@ -53,6 +56,7 @@ from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.server.access_log import log_access, start_trace
 from shipyard.server.endpoints import Endpoint
 from shipyard.server.features import request_columns
+from shipyard.server.prediction_log import UNIT_HEADER
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
 from shipyard.server.state import ServerState
@@ -157,13 +161,13 @@ class InferenceServicer:
             context.set_trailing_metadata(
                 (("x-request-id", request_id), ("traceparent", trace.header()))
             )
-        in_flight = endpoint.in_flight_gauge
-        in_flight.inc()
+        in_flight = endpoint.in_flight_requests
+        in_flight.enter()
         code = grpc.StatusCode.INTERNAL
         answered_by = ""
         try:
             self._state.check_token(_authorization(context), admin=False)
-            response = await self._infer(endpoint, request)
+            response = await self._infer(endpoint, request, context, started)
             code = grpc.StatusCode.OK
             answered_by = response.model_version
             return response
@@ -178,7 +182,7 @@ class InferenceServicer:
         except Exception as exc:
             await _abort_unexpected(context, "ModelInfer", exc)
         finally:
-            in_flight.dec()
+            in_flight.leave()
             runner = endpoint.runner
             if not answered_by and runner is not None:
                 answered_by = runner.version_label
@@ -196,7 +200,7 @@ class InferenceServicer:
                 )
 
     async def _infer(
-        self, endpoint: Endpoint, request: pb.ModelInferRequest
+        self, endpoint: Endpoint, request: pb.ModelInferRequest, context: Any, started: float
     ) -> pb.ModelInferResponse:
         version = request.model_version or None
         runner = endpoint.require_runner(version)
@@ -212,9 +216,7 @@ class InferenceServicer:
         else:
             columns = features.enrich(request_columns(tensors))
             batch = runner.model.signature.coerce(columns, extra="ignore")
-        check_finite(
-            batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf
-        )
+        check_finite(batch, allow_nan=endpoint.allow_nan, allow_inf=endpoint.allow_inf)
         endpoint.check_inputs(batch)
         prediction = await endpoint.predict(batch, version)
         response = pb.ModelInferResponse(model_name=endpoint.name, id=request.id)
@@ -227,6 +229,13 @@ class InferenceServicer:
         for name in requested:
             response.outputs.add(name=name, datatype=datatype, shape=output.shape)
             response.raw_output_contents.append(contents)
+        predictions = self._state.predictions
+        if predictions.logs(endpoint.name):
+            request_id = _metadata(context, "x-request-id") or request.id
+            if not request_id:
+                request_id = response.id = predictions.new_request_id()
+            unit_key = _metadata(context, UNIT_HEADER)
+            predictions.log(endpoint.name, batch, prediction, request_id, unit_key, started)
         return response
 
 
@@ -307,6 +316,13 @@ def _tensor_metadata(tensor: TensorMetadata) -> pb.ModelMetadataResponse.TensorM
     return pb.ModelMetadataResponse.TensorMetadata(
         name=tensor.name, datatype=tensor.datatype, shape=tensor.shape
     )
+
+
+def _metadata(context: Any, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
 
 
 def _authorization(context: Any) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from shipyard.core.oip import check_finite, decode_tensor, encode_output, tensors_to_batch
+from shipyard.core.signature import Batch
 from shipyard.core.v1_protocol import v1_batch, v1_columns
 from shipyard.errors import CircuitOpen, InvalidInput, PayloadTooLarge, ShipyardError
 from shipyard.server.endpoints import Endpoint, Prediction
@@ -34,7 +35,7 @@ _DUMP = orjson.OPT_SERIALIZE_NUMPY
 VERSION_HEADER = "X-Shipyard-Model-Version"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 3x
 class Answer:
     status: int
     body: bytes
@@ -51,8 +52,8 @@ def error_answer(exc: ShipyardError) -> Answer:
 
 def check_body_headers(header: HeaderLookup, limit: int) -> None:
     """Refuse compressed bodies, declared sizes over ``limit`` and the binary extension."""
-    encoding = (header("content-encoding") or "identity").lower()
-    if encoding != "identity":
+    encoding = header("content-encoding")
+    if encoding and (encoding := encoding.lower()) != "identity":  # none or "": identity
         raise InvalidInput(
             f"Content-Encoding {encoding!r} is not supported; send an uncompressed body",
             field="Content-Encoding",
@@ -97,8 +98,8 @@ class InferenceRoutes:
                 return error_answer(exc)
         metrics = state.metrics
         started = time.perf_counter()
-        in_flight = endpoint.in_flight_gauge
-        in_flight.inc()
+        in_flight = endpoint.in_flight_requests
+        in_flight.enter()
         answer: Answer | None = None
         answered_by: str | None = None
         try:
@@ -107,12 +108,15 @@ class InferenceRoutes:
             check_body_headers(header, self.limit)
             body = parse_json(await read_body(self.limit))
             if kind == "v2":
-                payload, prediction = await _infer_v2(endpoint, version, body)
+                payload, prediction, batch = await _infer_v2(endpoint, version, body)
             else:
-                payload, prediction = await _predict_v1(endpoint, body)
+                payload, prediction, batch = await _predict_v1(endpoint, body)
             headers = _answer_headers(prediction)
             answered_by = headers.get(VERSION_HEADER)
             answer = Answer(200, orjson.dumps(payload, option=_DUMP), headers)
+            state.predictions.log_http(
+                endpoint.name, batch, prediction, header, payload.get("id"), headers, started
+            )
         except ShipyardError as exc:
             if exc.code == "overloaded":
                 metrics.shed.labels(model).inc()
@@ -122,7 +126,7 @@ class InferenceRoutes:
             message = f"internal error: {type(exc).__name__}: {exc}"
             answer = Answer(500, orjson.dumps({"error": message}), {})
         finally:
-            in_flight.dec()
+            in_flight.leave()
             if answered_by is None:
                 runner = endpoint.runner
                 answered_by = runner.version_label if runner else ""
@@ -133,7 +137,7 @@ class InferenceRoutes:
 
 async def _infer_v2(
     endpoint: Endpoint, version: str | None, body: Any
-) -> tuple[dict[str, Any], Prediction]:
+) -> tuple[dict[str, Any], Prediction, Batch]:
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object with 'inputs'", field="body")
     raw_inputs = body.get("inputs")
@@ -157,9 +161,9 @@ async def _infer_v2(
     else:
         columns = features.enrich(request_columns(tensors))
         batch = runner.model.signature.coerce(columns, extra="ignore")
-    config = endpoint.config
-    check_finite(batch, allow_nan=config.allow_nan, allow_inf=config.allow_inf)
-    endpoint.check_inputs(batch)
+    check_finite(batch, allow_nan=endpoint.allow_nan, allow_inf=endpoint.allow_inf)
+    if runner.validator is not None:  # (check_inputs returns at once without one)
+        endpoint.check_inputs(batch)
     prediction = await endpoint.predict(batch, version)
     payload: dict[str, Any] = {"model_name": endpoint.name}
     if prediction.version is not None:
@@ -169,18 +173,21 @@ async def _infer_v2(
         payload["id"] = request_id
     if prediction.fallback is not None:
         payload["parameters"] = {"fallback": prediction.fallback}
-    payload["outputs"] = [encode_output(prediction.output, name) for name in requested]
-    return payload, prediction
+    if len(requested) == 1:  # no comprehension frame for the usual single output
+        payload["outputs"] = [encode_output(prediction.output, requested[0])]
+    else:
+        payload["outputs"] = [encode_output(prediction.output, name) for name in requested]
+    return payload, prediction, batch
 
 
-async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Prediction]:
+async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Prediction, Batch]:
     runner = endpoint.require_runner()
     features = endpoint.feature_inputs
     if features is None:
         batch = v1_batch(body, runner.model.signature)
     else:
         batch = runner.model.signature.coerce(features.enrich(v1_columns(body)), extra="ignore")
-    check_finite(batch, allow_nan=endpoint.config.allow_nan, allow_inf=endpoint.config.allow_inf)
+    check_finite(batch, allow_nan=endpoint.allow_nan, allow_inf=endpoint.allow_inf)
     endpoint.check_inputs(batch)
     prediction = await endpoint.predict(batch)
     payload: dict[str, Any] = {
@@ -190,7 +197,7 @@ async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Pr
     }
     if prediction.fallback is not None:
         payload["fallback"] = prediction.fallback
-    return payload, prediction
+    return payload, prediction, batch
 
 
 def _answer_headers(prediction: Prediction) -> dict[str, str]:

@@ -2,11 +2,20 @@
 
 With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` is set by ``shipyard serve`` and
 ``/metrics`` aggregates every worker's values through ``MultiProcessCollector``.
+
+The per-request metrics are kept cheap (measured in benchmarks/serving/inprocess.py): request
+counts and latencies go straight to the values behind the metric children
+(:func:`counter_value`, :class:`FastHistogram`: what ``inc``/``observe`` do, without their
+per-call checks; with several workers each write still lands in the shared files before the
+answer is sent), and the in-flight gauge is counted in Python and written once per event-loop
+iteration (:class:`InFlight`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -132,30 +141,150 @@ class ServerMetrics:
             ["model", "result"],
             registry=registry,
         )
-        self._children: dict[tuple[str, ...], Any] = {}  # request counters by label values
-        self._durations: dict[tuple[str, str], Any] = {}
+        self.prediction_log_written = Counter(
+            "shipyard_prediction_log_written_total",
+            "Predictions (rows) written to the prediction log.",
+            ["model"],
+            registry=registry,
+        )
+        self.prediction_log_dropped = Counter(
+            "shipyard_prediction_log_dropped_total",
+            "Predictions (rows) not logged: the log's queue was full or the write failed.",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.prediction_log_flushes = Counter(
+            "shipyard_prediction_log_flushes_total",
+            "Batches appended to the prediction log, by outcome (ok or error).",
+            ["outcome"],
+            registry=registry,
+        )
+        # Request counters by (model, version, protocol, code as given), latencies by (model,
+        # protocol), in-flight counts by model: children looked up once.
+        self._children: dict[tuple[str, str, str, int | str], Any] = {}
+        self._durations: dict[tuple[str, str], FastHistogram] = {}
+        self._in_flight: dict[str, InFlight] = {}
+        self._unshown: list[InFlight] = []  # in-flight counts changed since the gauge was set
+        self._show_scheduled = False
 
     def finish(
         self, model: str, version: str, protocol: str, code: int | str, seconds: float
     ) -> None:
         """Count one answered request (HTTP status or gRPC code name) and observe its latency."""
-        key = (model, version, protocol, str(code))
+        key = (model, version, protocol, code)
         counter = self._children.get(key)
         if counter is None:
-            counter = self._children[key] = self.requests.labels(*key)
-        counter.inc()
+            child = self.requests.labels(model, version, protocol, str(code))
+            counter = self._children[key] = counter_value(child)
+        counter.inc(1)
         duration = self._durations.get((model, protocol))
         if duration is None:
-            duration = self._durations[(model, protocol)] = self.request_duration.labels(
-                model, protocol
-            )
+            histogram = self.request_duration.labels(model, protocol)
+            duration = self._durations[(model, protocol)] = FastHistogram(histogram)
         duration.observe(seconds)
+
+    def in_flight_of(self, model: str) -> InFlight:
+        """The in-flight count of ``model`` (one per model, shared by REST and gRPC)."""
+        found = self._in_flight.get(model)
+        if found is None:
+            found = self._in_flight[model] = InFlight(self, self.in_flight.labels(model))
+        return found
+
+    def in_flight_changed(self, count: InFlight) -> None:
+        """Set the gauge of ``count`` at the end of this event-loop iteration (at once when
+        there is no running loop)."""
+        self._unshown.append(count)
+        if self._show_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.show_in_flight()
+            return
+        self._show_scheduled = True
+        loop.call_soon(self.show_in_flight)
+
+    def show_in_flight(self) -> None:
+        """Write every changed in-flight count to its gauge (a request that came and went in
+        between writes nothing)."""
+        self._show_scheduled = False
+        unshown, self._unshown = self._unshown, []
+        for count in unshown:
+            count.show()
 
     def expose(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition body and its content type, negotiated from the Accept header."""
+        self.show_in_flight()
         registry = self.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         encoder, content_type = exposition.choose_encoder(accept or "")
         return encoder(registry), content_type
+
+
+# ``Counter.inc`` and ``Histogram.observe`` check on every call that they are used on a child
+# and that amounts are valid, then update the value objects behind the child. The request path
+# calls them on children it made itself with amounts that are valid by construction, so these
+# update the same value objects directly (``_value``, ``_sum``, ``_buckets`` and
+# ``_upper_bounds`` of prometheus_client's metric classes; tests/test_server_rest.py checks the
+# exposition they produce).
+
+
+def counter_value(child: Counter) -> Any:
+    """The value object of a counter child: ``.inc(amount)`` without the checks."""
+    return child._value
+
+
+class FastHistogram:
+    """``observe(seconds)`` of a histogram child, without the checks."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._bounds: list[float] = child._upper_bounds
+        self._buckets: list[Any] = child._buckets
+        self._sum: Any = child._sum
+
+    def observe(self, amount: float) -> None:
+        self._sum.inc(amount)
+        # The first bucket whose bound is >= amount, as Histogram.observe finds it.
+        self._buckets[bisect_left(self._bounds, amount)].inc(1)
+
+
+class InFlight:
+    """Requests of one model in progress: counted here, written to the gauge at the end of the
+    event-loop iteration in which the count changed, and before every scrape.
+
+    A request answered without yielding to the event loop (an inline model with its body
+    already received) leaves the count as it found it by the time the gauge would be written,
+    so it writes nothing: no scrape in this process could have run in between, and for another
+    worker's scrape it is as if it had read the file just before or after the request.
+    """
+
+    __slots__ = ("_gauge", "_metrics", "_shown", "_unshown", "count")
+
+    def __init__(self, metrics: ServerMetrics, gauge: Gauge) -> None:
+        self._metrics = metrics
+        self._gauge = gauge
+        self.count = 0
+        self._shown = 0
+        self._unshown = False
+
+    def enter(self) -> None:
+        self.count += 1
+        if not self._unshown:
+            self._unshown = True
+            self._metrics.in_flight_changed(self)
+
+    def leave(self) -> None:
+        self.count -= 1
+        if not self._unshown:
+            self._unshown = True
+            self._metrics.in_flight_changed(self)
+
+    def show(self) -> None:
+        self._unshown = False
+        if self.count != self._shown:
+            self._gauge.set(self.count)
+            self._shown = self.count

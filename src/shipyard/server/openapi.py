@@ -121,6 +121,34 @@ _ONLINE_RESPONSE: dict[str, Any] = {
 }
 
 
+_OUTCOME: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "request_id": {"type": "string"},
+        "row": {"type": "integer"},
+        "unit_key": {"type": "string"},
+        "idempotency_key": {"type": "string"},
+        "label": {"type": "number"},
+    },
+    "required": ["label"],
+}
+_FEEDBACK_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "outcomes": {"type": "array", "items": _OUTCOME, "minItems": 1},
+    },
+    "required": ["model"],
+}
+
+
+def _secured(item: dict[str, Any]) -> dict[str, Any]:
+    """A path item whose every operation needs the bearer token."""
+    return {
+        method: {**operation, "security": [{"bearer": []}]} for method, operation in item.items()
+    }
+
+
 def _json(schema: dict[str, Any], description: str = "success") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -226,6 +254,9 @@ def openapi_document(models: list[str]) -> dict[str, Any]:
                 "Online feature values with a status per value",
                 _ONLINE_REQUEST,
                 _ONLINE_RESPONSE,
+            ),
+            "/v1/feedback": _secured(
+                _post("Outcomes (labels) of served predictions", _FEEDBACK_REQUEST, _object())
             ),
             "/metrics": {
                 "get": {

@@ -1,14 +1,17 @@
 """The prediction log of a server process: served predictions queued in memory and written to
 the event log in batches by a background task.
 
-The request path only appends a tuple of references (the request's validated batch, the model's
-answer, ids, timings) to a list: no copy, no conversion, no I/O, no lock, never a wait. The queue
+The request path only appends a tuple of references (the request's input matrix or batch, the
+model's answer, ids, timings) to a list: no copy, no conversion, no I/O, no lock, never a wait.
+The tuple holds no object the garbage collector tracks when the input is one matrix (the common
+numeric case), so a queue of many thousands of answers adds nothing to collections. The queue
 holds at most ``queue_rows`` rows not yet written (those being written included); beyond it a
 prediction is dropped and counted in ``shipyard_prediction_log_dropped_total{model,reason}``.
+
 A task on the server's event loop takes the whole queue every ``flush_interval_s`` (sooner once
-``flush_rows`` rows wait) and a worker thread turns it into Arrow tables (one per model version
-and input layout: ``in_<column>``, ``out_output`` or ``out_output_<j>``) and appends them; a
-failed write is logged and its rows counted as dropped (``reason="write_failed"``).
+``flush_rows`` rows wait) and a worker thread turns it into Arrow tables (one per deployment
+version: ``in_<column>``, ``out_output`` or ``out_output_<j>``) and appends them; a failed write
+is logged and its rows counted as dropped (``reason="write_failed"``).
 
 Each deployment's :class:`~shipyard.server.config.LogConfig` says which share of requests to log
 (by a hash of the request id, so the same request is logged or not on every replica and for
@@ -30,13 +33,14 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +61,12 @@ UNIT_HEADER = "x-shipyard-unit"
 RETENTION_EVERY_S = 3600.0
 _HASH_SPACE = float(2**64)
 
+Array = np.ndarray[Any, Any]
+# One queued answer, a plain tuple (the cheapest thing to make on the request path):
+# (time_s, deployment, version, variant, request_id, unit_key, latency_ms, rows, inputs, output)
+# where inputs is the request's input matrix, or its Batch when it has no single matrix.
+_Pending = tuple[float, str, int | None, str | None, str, str | None, float, int, Any, Array]
+
 
 def sampled(request_id: str, rate: float) -> bool:
     """Whether a request is logged at ``rate``: a hash of its id, uniform in [0, 1), below it."""
@@ -75,6 +85,8 @@ class _Policy:
     dropped_full: Any
     dropped_failed: Any
     written: Any
+    names: dict[int | None, tuple[str, ...]] = field(default_factory=dict)
+    """Input column names of a matrix input, by version (its signature fixes them)."""
 
     @classmethod
     def of(cls, name: str, config: LogConfig, metrics: ServerMetrics) -> _Policy:
@@ -88,18 +100,6 @@ class _Policy:
             dropped.labels(name, "write_failed"),
             metrics.prediction_log_written.labels(name),
         )
-
-
-class _Pending(NamedTuple):
-    time_s: float
-    policy: _Policy
-    version: int | None
-    variant: str | None
-    request_id: str
-    unit_key: str | None
-    latency_ms: float
-    batch: Batch
-    output: np.ndarray[Any, Any]
 
 
 class PredictionLog:
@@ -122,12 +122,13 @@ class PredictionLog:
         self._capacity = settings.queue_rows
         self._flush_rows = settings.flush_rows
         self._buffer: list[_Pending] = []
-        self._buffered_rows = 0
-        self._queued_rows = 0  # buffered + being written
+        self._queued_rows = 0  # in the buffer + being written
+        self._writing_rows = 0
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._salt: bytes | None = None
+        self._ids = map("{}{:x}".format, itertools.repeat(secrets.token_hex(8)), itertools.count())
         self._next_retention = 0.0
 
     @property
@@ -151,10 +152,10 @@ class PredictionLog:
         policy = self._policies.get(endpoint)
         if policy is None:
             return
-        request_id = header("x-request-id") or (body_id if isinstance(body_id, str) else None)
+        request_id = header("x-request-id") or (body_id if type(body_id) is str else None)
         if not request_id:
-            request_id = answer_headers[REQUEST_ID_HEADER] = secrets.token_hex(16)
-        self._add(policy, batch, prediction, request_id, header(UNIT_HEADER), started)
+            request_id = answer_headers[REQUEST_ID_HEADER] = next(self._ids)
+        self._add(policy, batch, prediction, request_id, header(UNIT_HEADER), started, None)
 
     def log(
         self,
@@ -171,6 +172,11 @@ class PredictionLog:
         if policy is not None:
             self._add(policy, batch, prediction, request_id, unit_key, started, variant)
 
+    def new_request_id(self) -> str:
+        """A request id unique to this process's life: a random prefix and a counter, in hex
+        (0.2 µs; a uuid4 takes 1.5)."""
+        return next(self._ids)
+
     def logs(self, endpoint: str) -> bool:
         """Whether ``endpoint`` logs at all (transports skip resolving ids when not)."""
         return endpoint in self._policies
@@ -183,31 +189,38 @@ class PredictionLog:
         request_id: str,
         unit_key: str | None,
         started: float,
-        variant: str | None = None,
+        variant: str | None,
     ) -> None:
         if policy.rate < 1.0 and not sampled(request_id, policy.rate):
             return
         rows = batch.num_rows
-        if self._queued_rows + rows > self._capacity:
+        queued = self._queued_rows + rows
+        if queued > self._capacity:
             policy.dropped_full.inc(rows)
             return
-        self._queued_rows += rows
-        self._buffered_rows += rows
-        now = time.time()
+        self._queued_rows = queued
+        version = prediction.version
+        inputs: Any = batch.table
+        if inputs is None:
+            inputs = batch  # columns of several types, or a tensor
+        elif version not in policy.names:
+            policy.names[version] = tuple(batch.columns or ())
+        latency_ms = (time.perf_counter() - started) * 1000.0
         self._buffer.append(
-            _Pending(
-                now,
-                policy,
-                prediction.version,
+            (
+                time.time(),
+                policy.name,
+                version,
                 variant,
                 request_id,
                 unit_key,
-                (time.perf_counter() - started) * 1000.0,
-                batch,
+                latency_ms,
+                rows,
+                inputs,
                 prediction.output,
             )
         )
-        if self._buffered_rows >= self._flush_rows:
+        if queued - self._writing_rows >= self._flush_rows:
             self._wake.set()
 
     # --------------------------------------------------------------- flushing
@@ -218,27 +231,31 @@ class PredictionLog:
 
     async def _run(self) -> None:
         interval = self.config.flush_interval_s
+        await self._expire()
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not stop logging for the process's life
+                logger.exception("prediction log flush failed")
             await self._expire()
 
     async def flush(self) -> int:
-        """Write everything queued now (in batches of at most ``flush_rows`` rows… per call of
-        the storage: one per model version); returns the rows written."""
+        """Write what is queued now (one append per deployment version), or, once closing,
+        until the queue is empty; returns the rows written."""
         written = 0
         while self._buffer:
             pending, self._buffer = self._buffer, []
-            rows, self._buffered_rows = self._buffered_rows, 0
+            rows = self._writing_rows = self._queued_rows
             try:
                 written += await asyncio.to_thread(self._write, pending)
             finally:
                 self._queued_rows -= rows
-            if self._closing:
-                continue  # drain everything at shutdown
-            break  # the next round takes what arrived meanwhile
+                self._writing_rows = 0
+            if not self._closing:
+                break  # the next round takes what arrived meanwhile
         return written
 
     async def close(self) -> None:
@@ -255,17 +272,15 @@ class PredictionLog:
 
     def _write(self, pending: list[_Pending]) -> int:
         """Convert and append (worker thread); a failure drops and counts the batch."""
-        groups: dict[tuple[Any, ...], list[_Pending]] = {}
-        for item in pending:
-            groups.setdefault(_layout(item), []).append(item)
         written = 0
-        for items in groups.values():
-            policy = items[0].policy
-            rows = sum(item.batch.num_rows for item in items)
+        for items in _groups(pending):
+            policy = self._policies[items[0][1]]
+            rows = sum(item[7] for item in items)
             try:
                 salt = self._salt_for(policy)
                 assert self.events is not None
-                self.events.append(PREDICTIONS, records_table(items, salt))
+                for table in _tables(items, policy, salt):
+                    self.events.append(PREDICTIONS, table)
             except Exception as exc:
                 policy.dropped_failed.inc(rows)
                 self._metrics.prediction_log_flushes.labels("error").inc()
@@ -307,48 +322,75 @@ class PredictionLog:
 
 
 # ------------------------------------------------------------------ records
-def _layout(item: _Pending) -> tuple[Any, ...]:
-    """What must match for queued answers to share one table."""
-    batch = item.batch
-    inputs = tuple(batch.columns) if batch.columns is not None else batch.values()[0].shape[1:]
-    output = item.output
-    return (item.policy.name, item.version, inputs, output.shape[1:], output.dtype.kind)
+def _groups(pending: list[_Pending]) -> list[list[_Pending]]:
+    """Queued answers by deployment and version (whose signature fixes the input names)."""
+    _, deployments, versions, *_ = zip(*pending, strict=True)
+    if len(set(deployments)) == 1 and len(set(versions)) == 1:  # the usual case, at C speed
+        return [pending]
+    groups: dict[tuple[str, int | None], list[_Pending]] = {}
+    for item in pending:
+        groups.setdefault((item[1], item[2]), []).append(item)
+    return list(groups.values())
 
 
-def records_table(items: list[_Pending], salt: bytes) -> pa.Table:
-    """The prediction records of queued answers sharing one layout: one row per input row."""
-    policy = items[0].policy
-    counts = np.fromiter((item.batch.num_rows for item in items), np.int64, len(items))
+def _tables(items: list[_Pending], policy: _Policy, salt: bytes) -> list[pa.Table]:
+    """One table for a group, or one per shape when shapes differ within a version (tensors or
+    outputs with variable dimensions)."""
+    try:
+        return [records_table(items, policy, salt)]
+    except ValueError:
+        by_shape: dict[tuple[Any, ...], list[_Pending]] = {}
+        for item in items:
+            inputs, output = item[8], item[9]
+            shape = inputs.shape[1:] if isinstance(inputs, np.ndarray) else _batch_shape(inputs)
+            key = (shape, output.shape[1:], output.dtype.kind)
+            by_shape.setdefault(key, []).append(item)
+        if len(by_shape) == 1:
+            raise
+        return [records_table(group, policy, salt) for group in by_shape.values()]
+
+
+def _batch_shape(batch: Batch) -> tuple[Any, ...]:
+    return tuple(batch.columns) if batch.columns is not None else batch.values()[0].shape[1:]
+
+
+def records_table(items: Sequence[_Pending], policy: _Policy, salt: bytes) -> pa.Table:
+    """The prediction records of queued answers of one deployment version: one record per input
+    row, in queue order."""
+    times, _, versions, variants, ids, units, latencies, rows, inputs, outputs = zip(
+        *items, strict=True
+    )
+    counts = np.asarray(rows, np.int64)
     total = int(counts.sum())
-    repeat = None if (counts == 1).all() else np.repeat(np.arange(len(items)), counts)
+    repeat = None if total == len(counts) else np.repeat(np.arange(len(counts)), counts)
 
-    def per_request(values: Iterable[Any], type_: pa.DataType) -> pa.Array:
-        array = pa.array(list(values), type_)
+    def per_request(values: Any, type_: pa.DataType) -> pa.Array:
+        array = pa.array(values, type_)
         return array if repeat is None else array.take(repeat)
 
     if repeat is None:
-        row = np.zeros(total, np.int32)
+        index = np.zeros(total, np.int32)
     else:
-        row = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
-    micros = np.fromiter((item.time_s for item in items), np.float64, len(items)) * 1e6
+        index = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
+    micros = (np.asarray(times, np.float64) * 1e6).astype(np.int64)
     columns: dict[str, Any] = {
-        "time": per_request(micros.astype(np.int64), pa.int64()).cast(TIME),
+        "time": per_request(micros, pa.int64()).cast(TIME),
         "model": pa.repeat(pa.scalar(policy.name, pa.string()), total),
-        "version": pa.repeat(pa.scalar(items[0].version, pa.int64()), total),
-        "variant": per_request((item.variant for item in items), pa.string()),
-        "request_id": per_request((item.request_id for item in items), pa.string()),
-        "row": pa.array(row),
-        "unit_key": per_request((item.unit_key for item in items), pa.string()),
-        "latency_ms": per_request((item.latency_ms for item in items), pa.float64()),
+        "version": pa.repeat(pa.scalar(versions[0], pa.int64()), total),
+        "variant": per_request(variants, pa.string()),
+        "request_id": per_request(ids, pa.string()),
+        "row": pa.array(index),
+        "unit_key": per_request(units, pa.string()),
+        "latency_ms": per_request(np.asarray(latencies, np.float64), pa.float64()),
     }
-    for name, values in _input_columns([item.batch for item in items]):
+    for name, values in _input_columns(inputs, policy.names.get(versions[0], ())):
         if name in policy.drop:
             continue
         if name in policy.hash:
             columns[f"in_{name}"] = pa.array(_hashed(values, salt), pa.string())
         else:
             columns[f"in_{name}"] = _arrow(values)
-    output = np.concatenate([np.asarray(item.output) for item in items])
+    output = np.concatenate(outputs)
     if output.ndim == 2:
         for j in range(output.shape[1]):
             columns[f"out_{OUTPUT_NAME}_{j}"] = _arrow(output[:, j])
@@ -357,22 +399,20 @@ def records_table(items: list[_Pending], salt: bytes) -> pa.Table:
     return pa.table(columns)
 
 
-def _input_columns(batches: list[Batch]) -> list[tuple[str, np.ndarray[Any, Any]]]:
-    first = batches[0]
-    if first.columns is None:  # a tensor input: one list column of each row's values
-        tensor = np.concatenate([b.values()[0] for b in batches])
-        return [(MATRIX_INPUT, tensor)]
-    names = list(first.columns)
-    if all(b.table is not None for b in batches):
-        table = np.concatenate([b.table for b in batches])  # type: ignore[misc]
+def _input_columns(inputs: tuple[Any, ...], names: tuple[str, ...]) -> list[tuple[str, Array]]:
+    """Each input column over the queued rows: from the requests' matrices (joined once), else
+    from their batches (column by column, or one tensor)."""
+    if all(type(x) is np.ndarray for x in inputs):
+        table = np.concatenate(inputs)
         return [(name, table[:, i]) for i, name in enumerate(names)]
-    return [
-        (name, np.concatenate([b.columns[name] for b in batches]))  # type: ignore[index]
-        for name in names
-    ]
+    batches = [Batch.from_table(names, x) if type(x) is np.ndarray else x for x in inputs]
+    if batches[0].columns is None:  # a tensor input: one list column of each row's values
+        return [(MATRIX_INPUT, np.concatenate([b.values()[0] for b in batches]))]
+    columns = [b.columns for b in batches if b.columns is not None]
+    return [(name, np.concatenate([c[name] for c in columns])) for name in columns[0]]
 
 
-def _arrow(values: np.ndarray[Any, Any]) -> pa.Array:
+def _arrow(values: Array) -> pa.Array:
     """A column from a 1-D array, or a list column (one flattened list per row) from N-D."""
     if values.ndim <= 1:
         return pa.array(values, from_pandas=False)
@@ -380,7 +420,7 @@ def _arrow(values: np.ndarray[Any, Any]) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
 
 
-def _hashed(values: np.ndarray[Any, Any], salt: bytes) -> list[str | None]:
+def _hashed(values: Array, salt: bytes) -> list[str | None]:
     return [
         None if value is None else hmac.new(salt, str(value).encode(), hashlib.sha256).hexdigest()
         for value in values.tolist()

@@ -7,6 +7,7 @@ client errors on OIP routes, never FastAPI-style 422). The inference routes' wor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from shipyard import __version__
 from shipyard.errors import NotFound, PayloadTooLarge, ShipyardError
+from shipyard.monitor import feedback_request, log_outcomes
 from shipyard.server.features import online_request
 from shipyard.server.inference import InferenceRoutes, Kind, error_answer, parse_json
 from shipyard.server.openapi import openapi_document
@@ -116,6 +118,18 @@ def build_routes(state: ServerState, routes: InferenceRoutes) -> list[Route]:
         )
         return json_response(found.to_dict())
 
+    async def feedback(request: Request) -> Response:
+        state.check_feedback_token(request.headers.get("authorization"))
+        body = await request.body()
+        if len(body) > state.config.max_body_bytes:
+            raise PayloadTooLarge(
+                f"request body exceeds the limit of {state.config.max_body_bytes} bytes"
+            )
+        model, outcomes = feedback_request(parse_json(body))
+        state.endpoint(model)  # only served models take outcomes
+        stored = await asyncio.to_thread(log_outcomes, state.workspace, model, outcomes)
+        return json_response({"stored": stored, "model": model})
+
     async def metrics_route(request: Request) -> Response:
         body, content_type = metrics.expose(request.headers.get("accept"))
         return Response(body, 200, media_type=content_type)
@@ -147,6 +161,7 @@ def build_routes(state: ServerState, routes: InferenceRoutes) -> list[Route]:
         Route(f"{versioned}/infer", infer, methods=["POST"]),
         Route("/v1/models/{target}", predict_v1, methods=["POST"]),
         Route("/v1/features/online", online_features, methods=["POST"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/status", admin_status, methods=["GET"]),

@@ -1,4 +1,5 @@
-"""What every request handler shares: the endpoints, metrics, workspace and lifecycle flags."""
+"""What every request handler shares: the endpoints, metrics, workspace, prediction log and
+lifecycle flags."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from shipyard.server.config import ServerConfig
 from shipyard.server.endpoints import Endpoint
 from shipyard.server.features import FeatureInputs
 from shipyard.server.metrics import ServerMetrics
+from shipyard.server.prediction_log import PredictionLog
+from shipyard.storage.events import EventLog
 from shipyard.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -29,11 +32,13 @@ class ServerState:
         *,
         admin_token: str | None,
         inference_token: str | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self.config = config
         self.workspace = workspace
         self.metrics = metrics
         self.endpoints = {d.name: Endpoint(d, metrics) for d in config.deployments}
+        self.predictions = PredictionLog(events, config, metrics)  # events None: logs nothing
         self.admin_token = admin_token
         self.inference_token = inference_token
         self.draining = False
@@ -64,6 +69,19 @@ class ServerState:
             return
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+
+    def check_feedback_token(self, authorization: str | None) -> None:
+        """Outcomes are writes: they need the inference token or the admin token (either, when
+        set); with neither configured, feedback is refused."""
+        given = (authorization or "").removeprefix("Bearer ").strip().encode()
+        tokens = [t for t in (self.inference_token, self.admin_token) if t is not None]
+        if not tokens:
+            raise Unauthorized(
+                "feedback is disabled: start the server with SHIPYARD_INFERENCE_TOKEN or "
+                "SHIPYARD_ADMIN_TOKEN set"
+            )
+        if not any(hmac.compare_digest(given, t.encode()) for t in tokens):
             raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
 
     async def refresh(self, name: str | None = None) -> dict[str, bool]:
@@ -97,6 +115,7 @@ class ServerState:
         await self._load_features()
         await self.refresh()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self.predictions.start()
 
     async def _watch(self) -> None:
         while True:
@@ -113,3 +132,4 @@ class ServerState:
                 await self._watcher
         for endpoint in self.endpoints.values():
             await endpoint.close()
+        await self.predictions.close()  # after the last answer: writes everything queued

@@ -8,7 +8,8 @@ outcomes later), read back by time window for monitoring and experiment analysis
 - ``postgresql://…`` — one table per record kind in that database, used when the metadata
   database is PostgreSQL (:mod:`.postgres`).
 
-Record kinds and the table form records travel in are in :mod:`.kinds`; one contract test suite
+Record kinds (``PREDICTIONS``, ``OUTCOMES``; exposures come with experiments) and the table form
+records travel in are in :mod:`.kinds`; one contract test suite
 (``tests/test_event_log.py``) runs against both backends.
 """
 
@@ -21,7 +22,14 @@ from typing import Protocol
 import pyarrow as pa
 
 from shipyard.errors import InvalidInput
-from shipyard.storage.events.kinds import PREDICTIONS, Column, EventKind, Payload, check_time
+from shipyard.storage.events.kinds import (
+    OUTCOMES,
+    PREDICTIONS,
+    Column,
+    EventKind,
+    Payload,
+    check_time,
+)
 from shipyard.storage.events.parquet import ParquetEventLog
 from shipyard.storage.events.postgres import PostgresEventLog
 
@@ -81,6 +89,7 @@ def delete_older_than(log: EventLog, kind: EventKind, *, days: float, now: datet
 
 
 __all__ = [
+    "OUTCOMES",
     "PREDICTIONS",
     "Column",
     "EventKind",

@@ -51,6 +51,7 @@ class EventKind:
     columns: tuple[Column, ...]
     payloads: tuple[Payload, ...] = ()
     order_by: tuple[str, ...] = ("time",)
+    distinct: tuple[str, ...] = ()  # text columns whose values rarely repeat (ids)
 
     @property
     def schema(self) -> pa.Schema:
@@ -79,18 +80,39 @@ PREDICTIONS = EventKind(
     ),
     payloads=(Payload("inputs", "in_"), Payload("outputs", "out_")),
     order_by=("time", "request_id", "row"),
+    distinct=("request_id", "unit_key"),
 )
 """One record per input row of a served request: the request's columns as ``in_<name>``, the
 model's answer for that row as ``out_<name>`` (``out_output_<j>`` for column ``j`` of a 2-D
 answer)."""
 
 
+OUTCOMES = EventKind(
+    name="outcomes",
+    partition="model",
+    columns=(
+        Column("time", TIME, nullable=False),  # when the outcome was recorded
+        Column("model", pa.string(), nullable=False),
+        Column("request_id", pa.string()),  # null: keyed by unit_key alone
+        Column("row", pa.int32()),  # the prediction's row within its request (null: 0)
+        Column("unit_key", pa.string()),
+        Column("idempotency_key", pa.string()),  # the latest record per key counts
+        Column("label", pa.float64(), nullable=False),
+    ),
+    order_by=("time", "request_id", "row"),
+    distinct=("request_id", "unit_key", "idempotency_key"),
+)
+"""What actually happened for a prediction (a label, a reward), joined to predictions by
+``request_id`` and ``row`` (or by ``unit_key``) when the model's quality is computed."""
+
+
 def conform(kind: EventKind, records: pa.Table) -> pa.Table:
     """``records`` with the kind's fixed columns first, cast to their types (absent nullable ones
     filled with nulls), then its payload columns; InvalidInput names a missing or bad column."""
+    given = records.column_names
     fixed = []
     for column in kind.columns:
-        if column.name not in records.column_names:
+        if column.name not in given:
             if not column.nullable:
                 raise InvalidInput(
                     f"{kind.name} records lack column {column.name!r}; every record needs "
@@ -116,7 +138,7 @@ def conform(kind: EventKind, records: pa.Table) -> pa.Table:
             )
         fixed.append(values)
     known = {c.name for c in kind.columns}
-    extra = [name for name in records.column_names if name not in known]
+    extra = [name for name in given if name not in known]
     for name in extra:
         if kind.payload_of(name) is None:
             prefixes = ", ".join(repr(p.prefix) for p in kind.payloads) or "none"
@@ -125,7 +147,7 @@ def conform(kind: EventKind, records: pa.Table) -> pa.Table:
                 f"kind nor a payload column (prefixes: {prefixes})",
                 field=name,
             )
-    if len(set(records.column_names)) != records.num_columns:
+    if len(set(given)) != len(given):
         raise InvalidInput(f"{kind.name} records repeat a column name", field="columns")
     names = [c.name for c in kind.columns] + extra
     return pa.table(fixed + [records.column(n) for n in extra], names=names)

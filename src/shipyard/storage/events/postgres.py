@@ -125,14 +125,16 @@ class PostgresEventLog:
             with cursor.copy(f'COPY "{table_name(kind)}" ({columns}) FROM STDIN') as copy:
                 for row in zip(*fixed, *payloads, strict=True):
                     copy.write_row(row)
-        return table.num_rows
+        return int(table.num_rows)
 
     def read(self, kind: EventKind, key: str, start: datetime, end: datetime) -> pa.Table:
         check_key(kind, key)
         check_time(start, "start")
         check_time(end, "end")
         names = [c.name for c in kind.columns]
-        selected = ", ".join([f'"{n}"' for n in names] + [f'"{p.column}"::text' for p in kind.payloads])
+        selected = ", ".join(
+            [f'"{n}"' for n in names] + [f'"{p.column}"::text' for p in kind.payloads]
+        )
         order = ", ".join(f'"{c}"' for c in kind.order_by)
         with self._transaction() as cursor:
             self._ensure(cursor, kind)
@@ -159,7 +161,8 @@ class PostgresEventLog:
         with self._transaction() as cursor:
             self._ensure(cursor, kind)
             cursor.execute(
-                f"DELETE FROM \"{table_name(kind)}\" WHERE time < date_trunc('hour', %s::timestamptz)",
+                f'DELETE FROM "{table_name(kind)}" '
+                "WHERE time < date_trunc('hour', %s::timestamptz)",
                 (cutoff,),
             )
             return int(cursor.rowcount)
@@ -198,9 +201,9 @@ def _payload_json(table: pa.Table, kind: EventKind, payload: Payload) -> list[st
     ]
 
 
-def _payload_columns(maps: list[Any], prefix: str) -> dict[str, pa.ChunkedArray]:
+def _payload_columns(maps: list[Any], prefix: str) -> dict[str, pa.Array]:
     present = [m if isinstance(m, dict) else {} for m in maps]
     if not any(present):
         return {}
-    table = pa.Table.from_pylist(present)
-    return {f"{prefix}{name}": table.column(name) for name in table.column_names}
+    names = dict.fromkeys(key for m in present for key in m)  # every key, first-seen order
+    return {f"{prefix}{name}": pa.array([m.get(name) for m in present]) for name in names}
