@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
 
 from shipyard import Settings, Workspace
 from shipyard import monitor as monitoring
+from shipyard.cli.monitor import DriftGauges
 from shipyard.core.alert_rules import Rule
 from shipyard.monitoring.alerts import Alerter
 from shipyard.server.app import build_state, create_app
@@ -164,3 +166,42 @@ def test_cli_loads_labels_checks_and_writes_the_report(
     assert "<svg" in page and "age" in page and "http" not in page.split("</head>")[0]
     bad = _cli(settings.home, "monitor", "check", "--model", "churn", "--window", "soon")
     assert bad.returncode == 2 and "is not a duration" in bad.stderr
+
+
+def test_reference_set_later_is_used_by_checks_and_run_exports_bounded_gauges(
+    served: tuple[Settings, dict[str, int]], tmp_path: Path
+) -> None:
+    settings, _ = served
+    ws = Workspace(settings)
+    x, y = _data(500, 0, 5)
+    plain = LogisticRegression().fit(x, y)
+    version = ws.register_model("plain", plain, input_example=x.head(3))  # no reference data
+    assert ws.reference_dir(version) is None
+    ws.close()
+    reference = tmp_path / "reference.parquet"
+    _data(800, 20, 6)[0].to_parquet(reference)  # a reference far from the served data
+    done = _cli(settings.home, "monitor", "reference", "set", "churn/1", str(reference))
+    assert done.returncode == 0, done.stderr
+    assert "800 rows" in done.stdout
+    ws = Workspace(settings)
+    result = monitoring.check(ws, "churn", window=timedelta(hours=1))
+    assert result.drift is not None and result.drift.reference.rows == 800
+    assert "age" in result.drift.drifted_columns  # now the calm half drifted against it
+    ws.close()
+
+    registry = CollectorRegistry()
+    gauges = DriftGauges(registry)
+    gauges.update(result)
+    worst = next(
+        s for s in registry.collect() if s.name == "shipyard_drift_worst_column_score"
+    ).samples
+    assert len(worst) == 2 and {s.labels["rank"] for s in worst} == {"1", "2"}
+    assert (
+        registry.get_sample_value("shipyard_drift_share", {"model": "churn"})
+        == result.drift.drift_share
+    )
+    ran = _cli(
+        settings.home, "monitor", "run", "--model", "churn", "--every", "1s", "--iterations", "2"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("churn: 300 predictions") == 2

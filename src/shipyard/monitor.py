@@ -93,8 +93,9 @@ def check(
     version = _serving_version(predictions)
     reference = reference_columns = reference_profile = None
     stored = _find_version(ws, name, version)
-    if stored is not None:
-        path = ws.registry.local_path(stored) / REFERENCE_PARQUET
+    folder = None if stored is None else ws.reference_dir(stored)
+    if stored is not None and folder is not None:
+        path = folder / REFERENCE_PARQUET
         if path.exists():
             reference = str(path)
             reference_profile = ws.reference_profile(stored)

@@ -203,12 +203,41 @@ class Workspace:
             signature=Signature.from_dict(version.signature),
         )
 
+    def reference_dir(self, version: ModelVersion) -> Path | None:
+        """The folder holding the version's reference data (``reference.parquet`` and
+        ``reference_profile.json``): the newest one set later, else the one given at
+        registration; None when there is none."""
+        later = self.registry.reference_path(version)
+        if later is not None:
+            return later
+        own = self.registry.local_path(version)
+        return own if (own / REFERENCE_PARQUET).exists() else None
+
     def reference_profile(self, version: ModelVersion) -> Profile | None:
-        """The profile of the data a version was registered with (None if none was given)."""
-        path = self.registry.local_path(version) / PROFILE_JSON
-        if not path.exists():
+        """The profile of the version's reference data (None if it has none)."""
+        folder = self.reference_dir(version)
+        if folder is None:
             return None
-        return Profile.from_dict(orjson.loads(path.read_bytes()))
+        return Profile.from_dict(orjson.loads((folder / PROFILE_JSON).read_bytes()))
+
+    def set_reference(self, uri: str, data: Any) -> int:
+        """Keep ``data`` (a DataFrame or Arrow table with the model's inputs; a sample of up to
+        1,000,000 rows) as the reference of a version, with the model's answers on it and its
+        profile; returns the rows kept. Monitoring and request validation use it from now on."""
+        version = self.registry.resolve(uri)
+        loaded = self.load_model(version.uri)
+        with tempfile.TemporaryDirectory(prefix="shipyard-reference-") as folder:
+            root = Path(folder)
+            reference = _with_outputs(
+                as_table(data).slice(0, REFERENCE_ROWS),
+                loaded.signature,
+                loaded.flavor,
+                loaded.model,
+            )
+            pq.write_table(reference, root / REFERENCE_PARQUET)
+            (root / PROFILE_JSON).write_bytes(orjson.dumps(profile_table(reference).to_dict()))
+            self.registry.set_reference(version, root, rows=reference.num_rows)
+        return int(reference.num_rows)
 
     def log_training_set(
         self, run: ActiveRun, training_set: TrainingSet, name: str = "training_set"

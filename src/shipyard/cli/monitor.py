@@ -38,6 +38,11 @@ labels_app = typer.Typer(
 )
 labels_app.callback()(require_command)
 app.add_typer(labels_app, name="labels")
+reference_app = typer.Typer(
+    help="Reference data a model version is compared with.", invoke_without_command=True
+)
+reference_app.callback()(require_command)
+app.add_typer(reference_app, name="reference")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -265,6 +270,30 @@ def run(
             stop.wait(max(0.0, interval.total_seconds() - (time.monotonic() - started)))
     except KeyboardInterrupt:
         typer.echo("stopped")
+
+
+def _read_table(path: Path, what: str) -> pa.Table:
+    if not path.is_file():
+        raise InvalidInput(f"{what} file {str(path)!r} does not exist", field="path")
+    return pacsv.read_csv(path) if path.suffix.lower() == ".csv" else pq.read_table(path)
+
+
+@reference_app.command("set")
+def set_reference(
+    ctx: typer.Context,
+    model: Annotated[
+        str, typer.Argument(help="A model version URI, e.g. churn/3 or churn@production.")
+    ],
+    path: Annotated[Path, typer.Argument(help="Parquet or CSV with the model's input columns.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Keep a sample of data (e.g. the training set) as a version's reference for drift and
+    request validation; the model's answers on it are stored with it."""
+    rows = workspace(ctx).set_reference(model, _read_table(path, "reference"))
+    if as_json:
+        emit_json({"model": model, "rows": rows})
+    else:
+        typer.echo(f"reference of {model} set: {rows} rows")
 
 
 @labels_app.command("load")

@@ -149,6 +149,47 @@ class Registry:
         """A local folder with the version's files, each verified against its recorded sha256."""
         return self.store.local_path(version.artifact)
 
+    # ------------------------------------------------------------ references
+    def set_reference(self, version: ModelVersion, source: Path, *, rows: int) -> StoredArtifact:
+        """Store a folder of reference data for ``version`` (it replaces, for readers, the one
+        given at registration or set before; earlier ones stay for the record)."""
+        artifact = self.store.put(
+            source, f"references/{version.name}/{version.version}/{uuid.uuid4().hex}"
+        )
+        with self.database.write() as conn:
+            conn.execute(
+                sa.insert(schema.model_references).values(
+                    name=version.name,
+                    version=version.version,
+                    artifact_key=artifact.key,
+                    artifact_files=[
+                        {"path": f.path, "sha256": f.sha256, "size": f.size} for f in artifact.files
+                    ],
+                    artifact_digest=artifact.digest,
+                    rows=rows,
+                    created_at=_now(),
+                    created_by=self.user,
+                )
+            )
+        logger.info("reference data of %s set (%d rows)", version.uri, rows)
+        return artifact
+
+    def reference_path(self, version: ModelVersion) -> Path | None:
+        """The newest reference folder set for ``version`` after registration (verified), or
+        None when none was set."""
+        t = schema.model_references
+        with self.database.read() as conn:
+            row = conn.execute(
+                sa.select(t)
+                .where(t.c.name == version.name, t.c.version == version.version)
+                .order_by(t.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        files = tuple(FileEntry(**f) for f in row.artifact_files)
+        return self.store.local_path(StoredArtifact(row.artifact_key, files, row.artifact_digest))
+
     def archive(self, name: str, version: int, *, archived: bool = True) -> ModelVersion:
         """Archive a version (refused while an alias points at it), or restore it."""
         with self.database.write() as conn:

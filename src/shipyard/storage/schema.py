@@ -246,3 +246,19 @@ alerts = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_alerts_model_at", "model", "at"),
 )
+
+model_references = sa.Table(
+    "model_references",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("artifact_key", sa.String(2000), nullable=False),
+    sa.Column("artifact_files", sa.JSON, nullable=False),
+    sa.Column("artifact_digest", sa.String(64), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+    sa.ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
+    sa.Index("ix_model_references_version", "name", "version", "id"),
+)

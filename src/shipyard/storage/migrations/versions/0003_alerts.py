@@ -1,4 +1,4 @@
-"""monitoring alerts: open incidents (for de-duplication and cooldown) and the alerts sent
+"""monitoring: alert incidents (de-duplication, cooldown), alerts sent, reference data set later
 
 Revision ID: 0003
 Revises: 0002
@@ -40,9 +40,30 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_alerts_model_at", "alerts", ["model", "at"])
+    op.create_table(
+        "model_references",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("artifact_key", sa.String(length=2000), nullable=False),
+        sa.Column("artifact_files", sa.JSON(), nullable=False),
+        sa.Column("artifact_digest", sa.String(length=64), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("created_by", sa.String(length=128), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["name", "version"], ["model_versions.name", "model_versions.version"]
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_model_references_version", "model_references", ["name", "version", "id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_model_references_version", table_name="model_references")
+    op.drop_table("model_references")
     op.drop_index("ix_alerts_model_at", table_name="alerts")
     op.drop_table("alerts")
     op.drop_table("alert_incidents")
