@@ -136,3 +136,34 @@ def test_quality_joins_late_outcomes_by_request_and_keeps_the_latest_per_key() -
     assert result.figures().metric_drops["roc_auc"] == pytest.approx(
         0.99 - performance["overall"]["roc_auc"]
     )
+
+
+def test_adwin_on_the_score_stream_dates_the_change() -> None:
+    calm = _predictions(600, shift=0, seed=4)
+    later = _predictions(600, shift=15, seed=5)
+    times = pa.array(
+        [T0 + timedelta(seconds=10 * i) for i in range(600, 1200)], pa.timestamp("us", tz="UTC")
+    )
+    stream = pa.concat_tables([calm, later.set_column(0, "time", times)])
+    quiet = check_model(
+        model="churn",
+        version=1,
+        start=T0,
+        end=T0 + timedelta(hours=4),
+        predictions=calm,
+        reference=None,
+    )
+    assert quiet.streaming is not None and quiet.streaming["changes"] == 0
+    moved = check_model(
+        model="churn",
+        version=1,
+        start=T0,
+        end=T0 + timedelta(hours=4),
+        predictions=stream,
+        reference=None,
+    )
+    found = moved.streaming
+    assert found is not None and found["changes"] >= 1
+    first = datetime.fromisoformat(found["first_change_at"])
+    assert T0 + timedelta(seconds=6000) <= first <= T0 + timedelta(seconds=6000 + 10 * 300)
+    assert found["mean_after"] > found["mean_before"] + 0.2

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shipyard.core.alert_rules import Figures
+from shipyard.core.detectors import ADWIN
 from shipyard.core.performance import (
     METRICS,
     Task,
@@ -35,6 +36,7 @@ from shipyard.errors import InvalidInput
 from shipyard.monitoring.drift import DataSource, DriftReport, compute_drift
 from shipyard.monitoring.multivariate import domain_classifier_drift
 
+ADWIN_DELTA = 0.002
 INPUT_PREFIX = "in_"
 OUTPUT_PREFIX = "out_"
 
@@ -52,6 +54,7 @@ class CheckResult:
     multivariate: dict[str, Any] | None
     performance: dict[str, Any] | None
     latency_p99_ms: float | None
+    streaming: dict[str, Any] | None = None
     error_rate: float | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -93,6 +96,7 @@ class CheckResult:
             "multivariate": self.multivariate,
             "performance": self.performance,
             "latency_p99_ms": self.latency_p99_ms,
+            "streaming": self.streaming,
             "error_rate": self.error_rate,
             "alerts": self.alerts,
         }
@@ -161,6 +165,9 @@ def check_model(
     latency = None
     if predictions.num_rows and "latency_ms" in predictions.column_names:
         latency = float(np.percentile(predictions.column("latency_ms").to_numpy(), 99))
+    streaming = None
+    if predictions.num_rows and task in (None, "binary"):
+        streaming = _streaming(predictions)
     performance = None
     if outcomes is not None and task is not None and predictions.num_rows:
         performance = _performance(
@@ -176,7 +183,34 @@ def check_model(
         multivariate=mv,
         performance=performance,
         latency_p99_ms=latency,
+        streaming=streaming,
     )
+
+
+def _streaming(predictions: pa.Table) -> dict[str, Any] | None:
+    """ADWIN (δ = 0.002: at most δ·n/32 false alarms expected over n values, see
+    core.detectors) over the model's score in arrival order: where within the window the
+    score's mean changed. Only for scores in [0, 1] (probabilities)."""
+    name = next((c for c in ("out_output_1", "out_output") if c in predictions.column_names), None)
+    if name is None:
+        return None
+    ordered = predictions.take(pc.sort_indices(predictions, [("time", "ascending")]))
+    scores = ordered.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+    if not np.all((scores >= 0) & (scores <= 1)):
+        return None
+    detector = ADWIN(delta=ADWIN_DELTA)
+    changes = [i for i, value in enumerate(scores) if detector.update(float(value))]
+    times = ordered.column("time").to_pylist()
+    return {
+        "column": name,
+        "detector": "adwin",
+        "delta": ADWIN_DELTA,
+        "values": len(scores),
+        "changes": len(changes),
+        "first_change_at": times[changes[0]].isoformat() if changes else None,
+        "mean_after": float(np.mean(scores[changes[-1] :])) if changes else None,
+        "mean_before": float(np.mean(scores[: changes[0]])) if changes else None,
+    }
 
 
 def score_column(predictions: pa.Table, task: Task) -> str:
