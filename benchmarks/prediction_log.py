@@ -90,6 +90,21 @@ def app_for(home: Path, logging: bool, flush_interval_s: float = 5.0) -> tuple[A
     return create_app(state), state
 
 
+async def check_answer(app: App, scope: dict[str, Any], body: bytes) -> None:
+    """One request, which must be answered 200 (a broken app cannot post fast numbers)."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(dict(scope), receive, send)
+    if sent[0]["status"] != 200:
+        raise SystemExit(f"the app answered {sent[0]['status']}: {sent[1]['body']!r}")
+
+
 async def run_many(
     app: App, state: ServerState, scope: dict[str, Any], body: bytes, n: int
 ) -> tuple[float, ...]:
@@ -125,8 +140,9 @@ def timed(home: Path, requests: int, rounds: int) -> None:
 
     async def bench() -> None:
         nonlocal answered
-        for _, state in apps.values():
+        for app, state in apps.values():
             await state.start()
+            await check_answer(app, scope, body)
         try:
             for app, state in apps.values():  # warm-up
                 await run_many(app, state, scope, body, 2000)
@@ -136,7 +152,7 @@ def timed(home: Path, requests: int, rounds: int) -> None:
                     figures["cpu"][name].append(cpu)
                     figures["loop"][name].append(loop)
                     figures["wall"][name].append(wall)
-            answered = 2000 + rounds * requests
+            answered = 2001 + rounds * requests
         finally:
             for _, state in apps.values():
                 await state.stop()
@@ -174,6 +190,7 @@ def counted_round(home: Path, logging: bool, requests: int) -> None:
     app, state = app_for(home, logging, flush_interval_s=3600.0)
     loop = uvloop.new_event_loop()
     loop.run_until_complete(state.start())
+    loop.run_until_complete(check_answer(app, scope, body))
     loop.run_until_complete(run_many(app, state, scope, body, 2000))
     write = PredictionLog._write
 

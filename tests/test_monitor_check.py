@@ -3,15 +3,20 @@ latency, and the figures the alert rules judge."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from sklearn.metrics import roc_auc_score
 
 from shipyard.core.alert_rules import Rule, evaluate
+from shipyard.monitor import error_rate, request_counts
 from shipyard.monitoring.check import check_model, latest_outcomes
+from shipyard.server.metrics import ServerMetrics
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -167,3 +172,41 @@ def test_adwin_on_the_score_stream_dates_the_change() -> None:
     first = datetime.fromisoformat(found["first_change_at"])
     assert T0 + timedelta(seconds=6000) <= first <= T0 + timedelta(seconds=6000 + 10 * 300)
     assert found["mean_after"] > found["mean_before"] + 0.2
+
+
+def test_error_rate_from_a_servers_metrics() -> None:
+    metrics = ServerMetrics(CollectorRegistry())
+    for protocol, code, times in (
+        ("rest", 200, 90),
+        ("rest", 400, 5),  # the client's fault: not a failure of the model
+        ("rest", 503, 3),
+        ("grpc", "OK", 10),
+        ("grpc", "INTERNAL", 2),
+    ):
+        for _ in range(times):
+            metrics.finish("churn", "1", protocol, code, 0.001)
+    metrics.finish("other", "1", "rest", 500, 0.001)
+    body = generate_latest(metrics.registry)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        counts = request_counts(f"http://127.0.0.1:{server.server_address[1]}", "churn")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert counts == (5.0, 110.0)
+    assert error_rate(counts) == pytest.approx(5 / 110)
+    assert error_rate((7.0, 130.0), counts) == pytest.approx(2 / 20)
+    assert error_rate((5.0, 110.0), counts) is None

@@ -112,6 +112,30 @@ def test_in_flight_gauge_is_written_at_once_without_an_event_loop() -> None:
     assert metrics.registry.get_sample_value("shipyard_in_flight_requests", labels) == 0.0
 
 
+def test_in_flight_gauge_recovers_when_a_loop_closes_before_showing_it() -> None:
+    metrics = ServerMetrics(CollectorRegistry())
+    count = metrics.in_flight_of("m")
+    labels = {"model": "m"}
+
+    first = asyncio.new_event_loop()
+
+    def enter_then_stop() -> None:
+        count.enter()  # schedules the write for the next iteration, which never comes
+        first.stop()
+
+    first.call_soon(enter_then_stop)
+    first.run_forever()
+    first.close()
+    assert metrics.registry.get_sample_value("shipyard_in_flight_requests", labels) == 0.0
+
+    async def wait_then_look() -> float | None:
+        count.enter()
+        await asyncio.sleep(0)
+        return metrics.registry.get_sample_value("shipyard_in_flight_requests", labels)
+
+    assert asyncio.run(wait_then_look()) == 2.0
+
+
 @pytest.fixture
 def lightgbm_home(tmp_path: Path) -> Path:
     model = lgb.LGBMClassifier(n_estimators=5, num_leaves=4, verbose=-1, n_jobs=1)

@@ -9,16 +9,19 @@ This is the glue the CLI (``shipyard monitor``) and the Python API share; the co
 from __future__ import annotations
 
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+from prometheus_client.parser import text_string_to_metric_families
 
 from shipyard.core.identifiers import validate_name
 from shipyard.core.performance import METRICS, Task
-from shipyard.errors import InvalidInput, NotFound
+from shipyard.errors import InvalidInput, NotFound, StorageUnavailable
 from shipyard.monitoring.alerts import Alerter
 from shipyard.monitoring.check import CheckResult, check_model
 from shipyard.records import ModelVersion
@@ -66,6 +69,46 @@ def infer_task(predictions: pa.Table, outcomes: pa.Table) -> Task | None:
     return None
 
 
+def request_counts(server_url: str, model: str) -> tuple[float, float]:
+    """(failed, total) inference requests a running server has answered for ``model`` since it
+    started, from its ``/metrics`` (``shipyard_requests_total``; failed = 5xx or a gRPC code
+    other than OK and the client-error codes)."""
+    url = server_url.rstrip("/") + "/metrics"
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(
+            f"server URL must be http:// or https://, got {server_url!r}", field="server"
+        )
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise StorageUnavailable(f"cannot read {url}: {exc}") from exc
+    failed = total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "shipyard_requests":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total") or sample.labels.get("model") != model:
+                continue
+            total += sample.value
+            code = sample.labels.get("code", "")
+            if code.startswith("5") or code in _GRPC_FAILURES:
+                failed += sample.value
+    return failed, total
+
+
+_GRPC_FAILURES = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN", "RESOURCE_EXHAUSTED"}
+
+
+def error_rate(now: tuple[float, float], before: tuple[float, float] | None = None) -> float | None:
+    """The failed share of the requests between two ``request_counts`` readings (since the
+    server started when ``before`` is None); None when there were none."""
+    failed, total = now
+    if before is not None:
+        failed, total = failed - before[0], total - before[1]
+    return None if total <= 0 else failed / total
+
+
 def check(
     ws: Workspace,
     model: str,
@@ -78,10 +121,12 @@ def check(
     max_change: Mapping[str, float] | None = None,
     performance_window: timedelta = timedelta(hours=1),
     multivariate: bool = False,
+    errors: float | None = None,
 ) -> CheckResult:
     """Check the deployment ``model`` (its prediction log is kept under that name) over the
     ``window`` ending at ``end`` (default now): drift against the reference of the version
-    that served most of the window, quality where outcomes arrived, latency; then alerts."""
+    that served most of the window, quality where outcomes arrived, latency, and ``errors``
+    (the failed share of requests, see :func:`error_rate`, when known); then alerts."""
     name = validate_name(model, what="model (deployment) name")
     if window <= timedelta(0):
         raise InvalidInput(f"window must be positive, got {window}", field="window")
@@ -124,6 +169,7 @@ def check(
         performance_window_s=performance_window.total_seconds(),
         multivariate=multivariate,
     )
+    result = replace(result, error_rate=errors)
     if alerter is not None:
         result = replace(result, alerts=alerter.check(result.figures(), now=end))
     return result

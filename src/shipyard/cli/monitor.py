@@ -50,6 +50,10 @@ WORST_COLUMNS = 5
 
 Model = Annotated[str, typer.Option("--model", "-m", help="The deployment (model) name.")]
 Window = Annotated[str, typer.Option("--window", "-w", help="How far back to look: 30m, 1h, 7d.")]
+Server = Annotated[
+    str | None,
+    typer.Option("--server", help="A running server's URL: its /metrics give the error rate."),
+]
 Rules = Annotated[
     Path | None, typer.Option("--rules", help="Alert rules (YAML); without: no alerts are sent.")
 ]
@@ -126,10 +130,15 @@ def check(
     report: Annotated[
         Path | None, typer.Option("--report", "-o", help="Also write the HTML report here.")
     ] = None,
+    server: Server = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check one model once: drift, quality, latency; send the alerts its rules call for."""
+    """Check one model once: drift, quality, latency (and, with --server, the error rate since
+    the server started); send the alerts its rules call for."""
     ws = workspace(ctx)
+    errors = (
+        None if server is None else monitoring.error_rate(monitoring.request_counts(server, model))
+    )
     result = monitoring.check(
         ws,
         model,
@@ -137,6 +146,7 @@ def check(
         alerter=_alerter(ws, rules),
         task=_task(task),
         multivariate=multivariate,
+        errors=errors,
     )
     if report is not None:
         _write(report, render_html(result.to_dict()))
@@ -234,6 +244,7 @@ def run(
     iterations: Annotated[
         int | None, typer.Option("--iterations", min=1, help="Stop after this many rounds.")
     ] = None,
+    server: Server = None,
 ) -> None:
     """Check the models every interval until stopped (Ctrl-C); alerts de-duplicate across rounds."""
     ws = workspace(ctx)
@@ -247,12 +258,20 @@ def run(
         typer.echo(f"drift gauges on http://127.0.0.1:{metrics_port}/metrics")
     stop = threading.Event()
     rounds = 0
+    counts: dict[str, tuple[float, float]] = {}
     try:
         while not stop.is_set():
             started = time.monotonic()
             for model in models:
                 try:
-                    result = monitoring.check(ws, model, window=span, alerter=alerter)
+                    errors = None
+                    if server is not None:  # the error rate since the previous round
+                        now = monitoring.request_counts(server, model)
+                        errors = monitoring.error_rate(now, counts.get(model))
+                        counts[model] = now
+                    result = monitoring.check(
+                        ws, model, window=span, alerter=alerter, errors=errors
+                    )
                 except InvalidInput:
                     raise
                 except Exception:  # keep monitoring the others; the next round retries

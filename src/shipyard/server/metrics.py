@@ -164,8 +164,8 @@ class ServerMetrics:
         self._children: dict[tuple[str, str, str, int | str], Any] = {}
         self._durations: dict[tuple[str, str], FastHistogram] = {}
         self._in_flight: dict[str, InFlight] = {}
-        self._unshown: list[InFlight] = []  # in-flight counts changed since the gauge was set
-        self._show_scheduled = False
+        self._unshown: set[InFlight] = set()  # in-flight counts changed since last shown
+        self._show_scheduled: asyncio.AbstractEventLoop | None = None  # the loop to show them
 
     def finish(
         self, model: str, version: str, protocol: str, code: int | str, seconds: float
@@ -193,22 +193,23 @@ class ServerMetrics:
     def in_flight_changed(self, count: InFlight) -> None:
         """Set the gauge of ``count`` at the end of this event-loop iteration (at once when
         there is no running loop)."""
-        self._unshown.append(count)
-        if self._show_scheduled:
+        self._unshown.add(count)
+        scheduled = self._show_scheduled
+        if scheduled is not None and not scheduled.is_closed():  # (a closed one never will)
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.show_in_flight()
             return
-        self._show_scheduled = True
+        self._show_scheduled = loop
         loop.call_soon(self.show_in_flight)
 
     def show_in_flight(self) -> None:
         """Write every changed in-flight count to its gauge (a request that came and went in
         between writes nothing)."""
-        self._show_scheduled = False
-        unshown, self._unshown = self._unshown, []
+        self._show_scheduled = None
+        unshown, self._unshown = self._unshown, set()
         for count in unshown:
             count.show()
 
@@ -262,29 +263,23 @@ class InFlight:
     worker's scrape it is as if it had read the file just before or after the request.
     """
 
-    __slots__ = ("_gauge", "_metrics", "_shown", "_unshown", "count")
+    __slots__ = ("_gauge", "_metrics", "_shown", "count")
 
     def __init__(self, metrics: ServerMetrics, gauge: Gauge) -> None:
         self._metrics = metrics
         self._gauge = gauge
         self.count = 0
         self._shown = 0
-        self._unshown = False
 
     def enter(self) -> None:
         self.count += 1
-        if not self._unshown:
-            self._unshown = True
-            self._metrics.in_flight_changed(self)
+        self._metrics.in_flight_changed(self)
 
     def leave(self) -> None:
         self.count -= 1
-        if not self._unshown:
-            self._unshown = True
-            self._metrics.in_flight_changed(self)
+        self._metrics.in_flight_changed(self)
 
     def show(self) -> None:
-        self._unshown = False
         if self.count != self._shown:
             self._gauge.set(self.count)
             self._shown = self.count
