@@ -232,8 +232,9 @@ class InferenceServicer:
         predictions = self._state.predictions
         if predictions.logs(endpoint.name):
             request_id = _metadata(context, "x-request-id") or request.id
-            if not request_id:
-                request_id = response.id = predictions.new_request_id()
+            if not request_id:  # the protocol echoes ids, never invents one in the body
+                request_id = predictions.new_request_id()
+                await context.send_initial_metadata((("x-request-id", request_id),))
             unit_key = _metadata(context, UNIT_HEADER)
             predictions.log(endpoint.name, batch, prediction, request_id, unit_key, started)
         return response

@@ -228,8 +228,8 @@ class ServerMetrics:
 # and that amounts are valid, then update the value objects behind the child. The request path
 # calls them on children it made itself with amounts that are valid by construction, so these
 # update the same value objects directly (``_value``, ``_sum``, ``_buckets`` and
-# ``_upper_bounds`` of prometheus_client's metric classes; tests/test_server_rest.py checks the
-# exposition they produce).
+# ``_upper_bounds`` of prometheus_client's metric classes; tests/test_server_hot_path.py checks
+# that they expose what ``observe`` would).
 
 
 def counter_value(child: Counter) -> Any:
