@@ -56,9 +56,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_model_references_version", "model_references", ["name", "version", "id"]
-    )
+    op.create_index("ix_model_references_version", "model_references", ["name", "version", "id"])
 
 
 def downgrade() -> None:
