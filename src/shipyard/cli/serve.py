@@ -46,6 +46,13 @@ def serve(
         Path | None, typer.Option("--tls-cert", help="PEM certificate: serve HTTPS (and TLS gRPC).")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key.")] = None,
+    prediction_log: Annotated[
+        bool,
+        typer.Option(
+            "--prediction-log/--no-prediction-log",
+            help="Log every prediction to the event log for monitoring (on by default).",
+        ),
+    ] = True,
 ) -> None:
     """Serve models by alias or version; follows alias moves without a restart."""
     overrides: dict[str, Any] = {
@@ -60,6 +67,7 @@ def serve(
             "access_log": access_log or None,
             "tls_cert_file": tls_cert,
             "tls_key_file": tls_key,
+            "prediction_log": None if prediction_log else {"enabled": False},
         }.items()
         if value is not None
     }

@@ -1,12 +1,13 @@
 """The prediction log of a server process: served predictions queued in memory and written to
 the event log in batches by a background task.
 
-The request path only appends a tuple of references (the request's input matrix or batch, the
-model's answer, ids, timings) to a list: no copy, no conversion, no I/O, no lock, never a wait.
-The tuple holds no object the garbage collector tracks when the input is one matrix (the common
-numeric case), so a queue of many thousands of answers adds nothing to collections. The queue
-holds at most ``queue_rows`` rows not yet written (those being written included); beyond it a
-prediction is dropped and counted in ``shipyard_prediction_log_dropped_total{model,reason}``.
+The request path only appends references (the request's input matrix or batch, the model's
+answer, ids, timings) to the deployment's queue, kept column by column in lists: no copy, no
+conversion, no I/O, no lock, never a wait, and no new object that the garbage collector tracks
+when the input is one matrix (the common numeric case) — a queue of tuples measured 4,000
+instructions a request in extra collections. The queue holds at most ``queue_rows`` rows not yet
+written (those being written included); beyond it a prediction is dropped and counted in
+``shipyard_prediction_log_dropped_total{model,reason}``.
 
 A task on the server's event loop takes the whole queue every ``flush_interval_s`` (sooner once
 ``flush_rows`` rows wait) and a worker thread turns it into Arrow tables (one per deployment
@@ -62,16 +63,48 @@ RETENTION_EVERY_S = 3600.0
 _HASH_SPACE = float(2**64)
 
 Array = np.ndarray[Any, Any]
-# One queued answer, a plain tuple (the cheapest thing to make on the request path):
-# (time_s, deployment, version, variant, request_id, unit_key, latency_ms, rows, inputs, output)
-# where inputs is the request's input matrix, or its Batch when it has no single matrix.
-_Pending = tuple[float, str, int | None, str | None, str, str | None, float, int, Any, Array]
 
 
 def sampled(request_id: str, rate: float) -> bool:
     """Whether a request is logged at ``rate``: a hash of its id, uniform in [0, 1), below it."""
     digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / _HASH_SPACE < rate
+
+
+class _Queue:
+    """Queued answers of one deployment, a list per field. ``inputs`` holds each request's input
+    matrix, or its Batch when it has no single matrix (columns of several types, a tensor)."""
+
+    __slots__ = (
+        "inputs",
+        "latencies",
+        "outputs",
+        "request_ids",
+        "rows",
+        "times",
+        "unit_keys",
+        "variants",
+        "versions",
+    )
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.versions: list[int | None] = []
+        self.variants: list[str | None] = []
+        self.request_ids: list[str] = []
+        self.unit_keys: list[str | None] = []
+        self.latencies: list[float] = []
+        self.rows: list[int] = []
+        self.inputs: list[Any] = []
+        self.outputs: list[Array] = []
+
+    def take(self, indices: Sequence[int]) -> _Queue:
+        """The answers at ``indices``, as a queue of their own."""
+        part = _Queue()
+        for name in self.__slots__:
+            values = getattr(self, name)
+            setattr(part, name, [values[i] for i in indices])
+        return part
 
 
 @dataclass(slots=True)
@@ -85,6 +118,7 @@ class _Policy:
     dropped_full: Any
     dropped_failed: Any
     written: Any
+    queue: _Queue = field(default_factory=_Queue)
     names: dict[int | None, tuple[str, ...]] = field(default_factory=dict)
     """Input column names of a matrix input, by version (its signature fixes them)."""
 
@@ -121,10 +155,10 @@ class PredictionLog:
         }
         self._capacity = settings.queue_rows
         self._flush_rows = settings.flush_rows
-        self._buffer: list[_Pending] = []
-        self._queued_rows = 0  # in the buffer + being written
+        self._queued_rows = 0  # in the queues + being written
         self._writing_rows = 0
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one flush at a time: the row counts stay right
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._salt: bytes | None = None
@@ -205,21 +239,16 @@ class PredictionLog:
             inputs = batch  # columns of several types, or a tensor
         elif version not in policy.names:
             policy.names[version] = tuple(batch.columns or ())
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        self._buffer.append(
-            (
-                time.time(),
-                policy.name,
-                version,
-                variant,
-                request_id,
-                unit_key,
-                latency_ms,
-                rows,
-                inputs,
-                prediction.output,
-            )
-        )
+        queue = policy.queue
+        queue.latencies.append((time.perf_counter() - started) * 1000.0)
+        queue.times.append(time.time())
+        queue.versions.append(version)
+        queue.variants.append(variant)
+        queue.request_ids.append(request_id)
+        queue.unit_keys.append(unit_key)
+        queue.rows.append(rows)
+        queue.inputs.append(inputs)
+        queue.outputs.append(prediction.output)
         if queued - self._writing_rows >= self._flush_rows:
             self._wake.set()
 
@@ -246,16 +275,21 @@ class PredictionLog:
         """Write what is queued now (one append per deployment version), or, once closing,
         until the queue is empty; returns the rows written."""
         written = 0
-        while self._buffer:
-            pending, self._buffer = self._buffer, []
-            rows = self._writing_rows = self._queued_rows
-            try:
-                written += await asyncio.to_thread(self._write, pending)
-            finally:
-                self._queued_rows -= rows
-                self._writing_rows = 0
-            if not self._closing:
-                break  # the next round takes what arrived meanwhile
+        async with self._flushing:
+            while self._queued_rows:
+                pending = []
+                for policy in self._policies.values():
+                    if policy.queue.rows:
+                        pending.append((policy, policy.queue))
+                        policy.queue = _Queue()
+                rows = self._writing_rows = self._queued_rows
+                try:
+                    written += await asyncio.to_thread(self._write, pending)
+                finally:
+                    self._queued_rows -= rows
+                    self._writing_rows = 0
+                if not self._closing:
+                    break  # the next round takes what arrived meanwhile
         return written
 
     async def close(self) -> None:
@@ -265,21 +299,20 @@ class PredictionLog:
         if self._task is not None:
             await self._task
             self._task = None
-        while self._buffer:
+        while self._queued_rows:
             await self.flush()
         if self.events is not None:
             await asyncio.to_thread(self.events.close)
 
-    def _write(self, pending: list[_Pending]) -> int:
+    def _write(self, pending: list[tuple[_Policy, _Queue]]) -> int:
         """Convert and append (worker thread); a failure drops and counts the batch."""
         written = 0
-        for items in _groups(pending):
-            policy = self._policies[items[0][1]]
-            rows = sum(item[7] for item in items)
+        for policy, queue in pending:
+            rows = sum(queue.rows)
             try:
                 salt = self._salt_for(policy)
                 assert self.events is not None
-                for table in _tables(items, policy, salt):
+                for table in _tables(queue, policy, salt):
                     self.events.append(PREDICTIONS, table)
             except Exception as exc:
                 policy.dropped_failed.inc(rows)
@@ -322,45 +355,34 @@ class PredictionLog:
 
 
 # ------------------------------------------------------------------ records
-def _groups(pending: list[_Pending]) -> list[list[_Pending]]:
-    """Queued answers by deployment and version (whose signature fixes the input names)."""
-    _, deployments, versions, *_ = zip(*pending, strict=True)
-    if len(set(deployments)) == 1 and len(set(versions)) == 1:  # the usual case, at C speed
-        return [pending]
-    groups: dict[tuple[str, int | None], list[_Pending]] = {}
-    for item in pending:
-        groups.setdefault((item[1], item[2]), []).append(item)
-    return list(groups.values())
-
-
-def _tables(items: list[_Pending], policy: _Policy, salt: bytes) -> list[pa.Table]:
-    """One table for a group, or one per shape when shapes differ within a version (tensors or
-    outputs with variable dimensions)."""
+def _tables(queue: _Queue, policy: _Policy, salt: bytes) -> list[pa.Table]:
+    """One table per version served (usually one), or per shape when shapes differ within a
+    version (tensors or outputs with variable dimensions)."""
+    if len(set(queue.versions)) > 1:
+        by_version: dict[int | None, list[int]] = {}
+        for index, version in enumerate(queue.versions):
+            by_version.setdefault(version, []).append(index)
+        return [t for rows in by_version.values() for t in _tables(queue.take(rows), policy, salt)]
     try:
-        return [records_table(items, policy, salt)]
+        return [records_table(queue, policy, salt)]
     except ValueError:
-        by_shape: dict[tuple[Any, ...], list[_Pending]] = {}
-        for item in items:
-            inputs, output = item[8], item[9]
-            shape = inputs.shape[1:] if isinstance(inputs, np.ndarray) else _batch_shape(inputs)
-            key = (shape, output.shape[1:], output.dtype.kind)
-            by_shape.setdefault(key, []).append(item)
+        by_shape: dict[tuple[Any, ...], list[int]] = {}
+        for index, (inputs, output) in enumerate(zip(queue.inputs, queue.outputs, strict=True)):
+            shape = inputs.shape[1:] if type(inputs) is np.ndarray else _batch_shape(inputs)
+            by_shape.setdefault((shape, output.shape[1:], output.dtype.kind), []).append(index)
         if len(by_shape) == 1:
             raise
-        return [records_table(group, policy, salt) for group in by_shape.values()]
+        return [records_table(queue.take(rows), policy, salt) for rows in by_shape.values()]
 
 
 def _batch_shape(batch: Batch) -> tuple[Any, ...]:
     return tuple(batch.columns) if batch.columns is not None else batch.values()[0].shape[1:]
 
 
-def records_table(items: Sequence[_Pending], policy: _Policy, salt: bytes) -> pa.Table:
+def records_table(queue: _Queue, policy: _Policy, salt: bytes) -> pa.Table:
     """The prediction records of queued answers of one deployment version: one record per input
     row, in queue order."""
-    times, _, versions, variants, ids, units, latencies, rows, inputs, outputs = zip(
-        *items, strict=True
-    )
-    counts = np.asarray(rows, np.int64)
+    counts = np.asarray(queue.rows, np.int64)
     total = int(counts.sum())
     repeat = None if total == len(counts) else np.repeat(np.arange(len(counts)), counts)
 
@@ -372,25 +394,26 @@ def records_table(items: Sequence[_Pending], policy: _Policy, salt: bytes) -> pa
         index = np.zeros(total, np.int32)
     else:
         index = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
-    micros = (np.asarray(times, np.float64) * 1e6).astype(np.int64)
+    micros = (np.asarray(queue.times, np.float64) * 1e6).astype(np.int64)
+    version = queue.versions[0]
     columns: dict[str, Any] = {
         "time": per_request(micros, pa.int64()).cast(TIME),
         "model": pa.repeat(pa.scalar(policy.name, pa.string()), total),
-        "version": pa.repeat(pa.scalar(versions[0], pa.int64()), total),
-        "variant": per_request(variants, pa.string()),
-        "request_id": per_request(ids, pa.string()),
+        "version": pa.repeat(pa.scalar(version, pa.int64()), total),
+        "variant": per_request(queue.variants, pa.string()),
+        "request_id": per_request(queue.request_ids, pa.string()),
         "row": pa.array(index),
-        "unit_key": per_request(units, pa.string()),
-        "latency_ms": per_request(np.asarray(latencies, np.float64), pa.float64()),
+        "unit_key": per_request(queue.unit_keys, pa.string()),
+        "latency_ms": per_request(np.asarray(queue.latencies, np.float64), pa.float64()),
     }
-    for name, values in _input_columns(inputs, policy.names.get(versions[0], ())):
+    for name, values in _input_columns(queue.inputs, policy.names.get(version, ())):
         if name in policy.drop:
             continue
         if name in policy.hash:
             columns[f"in_{name}"] = pa.array(_hashed(values, salt), pa.string())
         else:
             columns[f"in_{name}"] = _arrow(values)
-    output = np.concatenate(outputs)
+    output = np.concatenate(queue.outputs)
     if output.ndim == 2:
         for j in range(output.shape[1]):
             columns[f"out_{OUTPUT_NAME}_{j}"] = _arrow(output[:, j])
@@ -399,7 +422,7 @@ def records_table(items: Sequence[_Pending], policy: _Policy, salt: bytes) -> pa
     return pa.table(columns)
 
 
-def _input_columns(inputs: tuple[Any, ...], names: tuple[str, ...]) -> list[tuple[str, Array]]:
+def _input_columns(inputs: list[Any], names: tuple[str, ...]) -> list[tuple[str, Array]]:
     """Each input column over the queued rows: from the requests' matrices (joined once), else
     from their batches (column by column, or one tensor)."""
     if all(type(x) is np.ndarray for x in inputs):
