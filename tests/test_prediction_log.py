@@ -314,6 +314,40 @@ def test_the_sample_rate_holds_within_binomial_tolerance(tmp_path: Path) -> None
     assert set(counts) == {i for i in request_ids if sampled(i, rate)}
 
 
+def test_one_flush_of_two_versions_and_multi_row_requests_keeps_each_row(tmp_path: Path) -> None:
+    """An alias moved between flushes: each version's rows get their own file and numbers."""
+    storage = ParquetEventLog(tmp_path / "events")
+    log, _ = _direct_log(storage, {})
+    answers = [  # (request id, version, input rows, outputs)
+        ("r1", 1, [[1.0, 2.0]], [0.1]),
+        ("r2", 2, [[3.0, 4.0], [5.0, 6.0]], [0.2, 0.3]),
+        ("r3", 1, [[7.0, 8.0], [9.0, 10.0]], [0.4, 0.5]),
+    ]
+
+    async def scenario() -> None:
+        for request_id, version, rows, outputs in answers:
+            batch = Batch.from_table(["a", "b"], np.array(rows))
+            prediction = Prediction(np.array(outputs), version)
+            log.log("num", batch, prediction, request_id, None, time.perf_counter())
+        assert await log.flush() == 5
+        await log.close()
+
+    asyncio.run(scenario())
+    records = storage.read(PREDICTIONS, "num", *WINDOW).to_pylist()
+    got = sorted(
+        (r["request_id"], r["row"], r["version"], r["in_a"], r["in_b"], r["out_output"])
+        for r in records
+    )
+    assert got == [
+        ("r1", 0, 1, 1.0, 2.0, 0.1),
+        ("r2", 0, 2, 3.0, 4.0, 0.2),
+        ("r2", 1, 2, 5.0, 6.0, 0.3),
+        ("r3", 0, 1, 7.0, 8.0, 0.4),
+        ("r3", 1, 1, 9.0, 10.0, 0.5),
+    ]
+    assert len(list((tmp_path / "events").rglob("part-*.parquet"))) == 2
+
+
 def test_a_deployment_at_rate_zero_logs_nothing(tmp_path: Path) -> None:
     storage = ParquetEventLog(tmp_path / "events")
     log, _ = _direct_log(storage, {"sample_rate": 0.0})
