@@ -133,6 +133,8 @@ async def run_many(
 def timed(home: Path, requests: int, rounds: int) -> None:
     scope, body = pickle.loads((home / "request.pickle").read_bytes())
     apps = {"off": app_for(home, logging=False), "on": app_for(home, logging=True)}
+    events = ParquetEventLog(home / "events")
+    before = events.read(PREDICTIONS, MODEL, *WINDOW).num_rows  # from earlier runs
     answered = 0
     figures: dict[str, dict[str, list[float]]] = {
         name: {"off": [], "on": []} for name in ("cpu", "loop", "wall")
@@ -172,7 +174,7 @@ def timed(home: Path, requests: int, rounds: int) -> None:
         median = statistics.median(on) / statistics.median(off) - 1
         paired = statistics.median(a / b for a, b in zip(on, off, strict=True)) - 1
         print(f"cost of logging ({label}): {median:+.1%} (medians), {paired:+.1%} (paired rounds)")
-    logged = ParquetEventLog(home / "events").read(PREDICTIONS, MODEL, *WINDOW).num_rows
+    logged = events.read(PREDICTIONS, MODEL, *WINDOW).num_rows - before
     registry = apps["on"][1].metrics.registry
     dropped = registry.get_sample_value(
         "shipyard_prediction_log_dropped_total", {"model": MODEL, "reason": "queue_full"}

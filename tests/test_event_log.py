@@ -16,10 +16,9 @@ import pytest
 
 from shipyard.errors import InvalidInput
 from shipyard.storage.events import (
+    EXPOSURES,
     OUTCOMES,
     PREDICTIONS,
-    Column,
-    EventKind,
     EventLog,
     ParquetEventLog,
     PostgresEventLog,
@@ -29,19 +28,6 @@ from shipyard.storage.events import (
 from shipyard.storage.events.kinds import TIME
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-# An exposure-like kind (issue 6): another partition column, no payloads.
-EXPOSURES = EventKind(
-    name="exposures",
-    partition="experiment",
-    columns=(
-        Column("time", TIME, nullable=False),
-        Column("experiment", pa.string(), nullable=False),
-        Column("variant", pa.string(), nullable=False),
-        Column("unit_key", pa.string()),
-        Column("request_id", pa.string(), nullable=False),
-    ),
-    order_by=("time", "request_id"),
-)
 
 
 @pytest.fixture(
@@ -177,8 +163,11 @@ def test_another_record_kind_has_its_own_partition_column(log: EventLog) -> None
         {
             "time": pa.array([T0, T0 + timedelta(minutes=1)], TIME),
             "experiment": ["checkout", "checkout"],
+            "deployment": ["churn", "churn"],
             "variant": ["control", "treatment"],
             "request_id": ["r1", "r2"],
+            "status": pa.array([200, 503], pa.int32()),
+            "latency_ms": [1.5, 2.5],
         }
     )
     assert log.append(EXPOSURES, exposures) == 2
@@ -203,8 +192,10 @@ def test_outcomes_keyed_by_request_or_by_unit_read_back(log: EventLog) -> None:
     assert log.append(OUTCOMES, outcomes) == 2
     table = log.read(OUTCOMES, "churn", T0, T0 + timedelta(hours=1))
     assert rows(table) == [
-        {k: r[k] for k in table.column_names} | {"label": float(r["label"])} for r in rows(outcomes)
+        {k: r.get(k) for k in table.column_names} | {"label": float(r["label"])}
+        for r in rows(outcomes)
     ]
+    assert table.column("metric").to_pylist() == [None, None]  # the model's target
 
 
 def test_concurrent_writers_lose_nothing(log: EventLog) -> None:

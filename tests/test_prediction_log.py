@@ -38,7 +38,8 @@ from shipyard.server.app import build_state, create_app
 from shipyard.server.config import load_config
 from shipyard.server.endpoints import Prediction
 from shipyard.server.metrics import ServerMetrics
-from shipyard.server.prediction_log import PredictionLog, sampled
+from shipyard.server.prediction_log import PredictionLog
+from shipyard.server.routing import sampled
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
 from shipyard.server.state import ServerState
@@ -541,3 +542,32 @@ def test_a_writer_killed_mid_flush_never_leaves_a_torn_file(tmp_path: Path) -> N
         assert counted[0][0] == counted[0][1] == read.num_rows
         assert read.num_rows % rows == 0  # whole batches only
     assert killed_mid_file >= 1, "no kill landed while a file was being written"
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        [np.arange(6.0).reshape(2, 3), np.arange(3.0).reshape(1, 3)],  # joined as bytes
+        [np.ones((1, 3), np.float32), np.ones((1, 3))],  # dtypes differ
+        [np.arange(12.0).reshape(3, 4)[:, :3], np.zeros((1, 3))],  # not contiguous
+        [np.array([["a", None]], object), np.array([["b", "c"]], object)],  # objects
+        [np.arange(8.0).reshape(1, 2, 4), np.arange(8.0).reshape(1, 2, 4)],  # tensors
+        [np.arange(4.0).reshape(2, 2), np.arange(4.0).reshape(1, 4)],  # row shapes differ
+        [np.ones((1, 2)), np.ones((1, 1)), np.ones((1, 3))],  # differ, as many bytes as rows
+    ],
+)
+def test_stacking_queued_arrays_equals_concatenation(arrays: list[np.ndarray[Any, Any]]) -> None:
+    from shipyard.server.prediction_log import _stacked, _transposed
+
+    try:
+        expected = np.concatenate(arrays)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _stacked(arrays)
+        return
+    stacked = _stacked(arrays)
+    assert stacked.dtype == expected.dtype
+    np.testing.assert_array_equal(stacked, expected)
+    if stacked.ndim == 2 and stacked.dtype.kind == "f":
+        transposed = _transposed(np.tile(stacked, (3000, 1)), block=7)
+        np.testing.assert_array_equal(transposed, np.tile(stacked, (3000, 1)).T)

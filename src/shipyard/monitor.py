@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client.parser import text_string_to_metric_families
 
 from shipyard.core.identifiers import validate_name
@@ -135,6 +136,7 @@ def check(
     events = ws.events
     predictions = events.read(PREDICTIONS, name, start, end)
     outcomes = events.read(OUTCOMES, name, start, end + OUTCOME_HORIZON)
+    outcomes = outcomes.filter(pc.is_null(outcomes.column("metric")))  # the model's target
     version = _serving_version(predictions)
     reference = reference_columns = reference_profile = None
     stored = _find_version(ws, name, version)
@@ -212,12 +214,20 @@ def log_outcomes(
     return ws.events.append(OUTCOMES, table)
 
 
-_OUTCOME_FIELDS = {"request_id": str, "row": int, "unit_key": str, "idempotency_key": str}
+_OUTCOME_FIELDS = {
+    "request_id": str,
+    "row": int,
+    "unit_key": str,
+    "idempotency_key": str,
+    "metric": str,
+}
 
 
 def feedback_request(body: Any) -> tuple[str, list[dict[str, Any]]]:
     """Parse a ``POST /v1/feedback`` body: ``{"model": NAME, "outcomes": [{"request_id", "label",
-    "row"?, "unit_key"?, "idempotency_key"?}, ...]}`` or one outcome's fields beside ``model``."""
+    "row"?, "unit_key"?, "idempotency_key"?, "metric"?}, ...]}`` or one outcome's fields beside
+    ``model``. ``metric`` names the outcome (an experiment metric); without it, ``label`` is the
+    model's target."""
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object", field="body")
     model = body.get("model")
@@ -268,7 +278,7 @@ def _outcome_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise InvalidInput(f"outcomes[{index}] lacks 'label'", field="label")
     columns = {
         name: [r.get(name) for r in records]
-        for name in ("request_id", "row", "unit_key", "idempotency_key", "label")
+        for name in ("request_id", "row", "unit_key", "idempotency_key", "label", "metric")
     }
     return pa.table(
         {
@@ -277,5 +287,6 @@ def _outcome_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
             "unit_key": pa.array(columns["unit_key"], pa.string()),
             "idempotency_key": pa.array(columns["idempotency_key"], pa.string()),
             "label": pa.array(columns["label"], pa.float64()),
+            "metric": pa.array(columns["metric"], pa.string()),
         }
     )

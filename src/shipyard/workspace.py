@@ -28,6 +28,7 @@ from shipyard.core.parity import compare, uniform_rows
 from shipyard.core.profile import Profile, as_table, profile_table
 from shipyard.core.signature import Batch, Signature, infer_signature
 from shipyard.errors import InvalidInput
+from shipyard.experiments.store import Rollouts
 from shipyard.features.catalog import FeatureCatalog
 from shipyard.features.offline import TrainingSet
 from shipyard.features.store import FeatureStore
@@ -69,6 +70,7 @@ class Workspace:
         )
         self.tracker = Tracker(self.database, self.store, user=self.user)
         self.registry = Registry(self.database, self.store, user=self.user)
+        self.rollouts = Rollouts(self.database)  # deployment strategies and experiments
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._load_lock = threading.Lock()
         self._features: FeatureStore | None = None

@@ -32,12 +32,15 @@ from shipyard.errors import (
     Overloaded,
     ShipyardError,
 )
+from shipyard.experiments.spec import variants_of
+from shipyard.experiments.store import DeploymentState
 from shipyard.flavors.base import LoadedModel
 from shipyard.server.batching import DynamicBatcher
 from shipyard.server.cache import ResponseCache, batch_key
 from shipyard.server.config import DeploymentConfig
 from shipyard.server.features import FeatureInputs
 from shipyard.server.metrics import FastHistogram, ServerMetrics
+from shipyard.server.routing import Routing
 from shipyard.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -185,6 +188,7 @@ class Endpoint:
         self._breaker_shown: int | None = None  # last value set on the gauge
         self.in_flight_requests = metrics.in_flight_of(self.name)  # REST and gRPC, all stages
         self._swap_lock = asyncio.Lock()
+        self.routing: Routing | None = None  # a strategy set in the metadata DB, if any
 
     @property
     def ready(self) -> bool:
@@ -218,10 +222,14 @@ class Endpoint:
         for violation in violations:
             self.metrics.violations.labels(self.name, violation.column, violation.code).inc()
 
-    async def predict(self, batch: Batch, version: str | None = None) -> Prediction:
-        """Answer from the served version, or from the fallback while it fails or its breaker
-        is open. Sheds (503) beyond ``max_queue`` concurrent requests."""
-        runner = self.require_runner(version)
+    async def predict(
+        self, batch: Batch, version: str | None = None, runner: ModelRunner | None = None
+    ) -> Prediction:
+        """Answer from ``runner`` (a routed variant's) or the served version, or from the
+        fallback while it fails or its breaker is open. Sheds (503) beyond ``max_queue``
+        concurrent requests."""
+        if runner is None:
+            runner = self.require_runner(version)
         if batch.num_rows > self._max_batch_rows:
             raise InvalidInput(
                 f"request has {batch.num_rows} rows; the limit is {self._max_batch_rows}",
@@ -351,6 +359,84 @@ class Endpoint:
             await previous.stop()
         return True
 
+    async def apply(self, state: DeploymentState | None, workspace: Workspace) -> bool:
+        """Serve the deployment's strategy (None: its configured model alone): resolve every
+        variant's URI, load the versions not loaded yet, then swap the new routing in at once.
+        Returns True when the routing changed. A failed load keeps the current routing."""
+        async with self._swap_lock:
+            current = self.routing
+            if state is None:
+                if current is None:
+                    return False
+                self.routing = None
+                await self._stop_unused(current, None)
+                logger.info(
+                    "deployment %s: strategy removed, serving %s", self.name, self.config.model
+                )
+                return True
+            variants = variants_of(state.strategy)
+            try:
+                versions = {
+                    v.name: await asyncio.to_thread(workspace.registry.resolve_number, v.model)
+                    for v in variants
+                }
+                if (
+                    current is not None
+                    and current.revision == state.revision
+                    and current.versions == versions
+                ):
+                    return False
+                loaded = self._loaded_runners()
+                runners: dict[str, ModelRunner] = {}
+                model_names = {v.name: parse_model_uri(v.model).name for v in variants}
+                for name, number in versions.items():
+                    key = (model_names[name], number)
+                    if key not in loaded:
+                        model, profile = await asyncio.to_thread(
+                            _load_and_warm_up, workspace, key[0], number
+                        )
+                        runner = ModelRunner(self.name, model, self.config, self.metrics, profile)
+                        runner.start()
+                        loaded[key] = runner
+                    runners[name] = loaded[key]
+            except Exception as exc:
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.model_loads.labels(self.name, "error").inc()
+                logger.warning(
+                    "deployment %s: strategy revision %d not applied: %s",
+                    self.name,
+                    state.revision,
+                    self.load_error,
+                )
+                return False
+            routing = Routing(state, runners, versions)
+            self.routing = routing
+            self.load_error = None
+            logger.info(
+                "deployment %s: strategy %s revision %d, split %s",
+                self.name,
+                state.strategy.type,
+                state.revision,
+                routing.weights,
+            )
+            if current is not None:
+                await self._stop_unused(current, routing)
+            return True
+
+    def _loaded_runners(self) -> dict[tuple[str, int], ModelRunner]:
+        runners = [] if self.routing is None else list(self.routing.runners.values())
+        if self.runner is not None:
+            runners.append(self.runner)
+        return {(r.model.name, r.version): r for r in runners}
+
+    async def _stop_unused(self, old: Routing, new: Routing | None) -> None:
+        keep = {id(self.runner), id(self.fallback_runner)}
+        if new is not None:
+            keep |= {id(r) for r in new.runners.values()}
+        for runner in {id(r): r for r in old.runners.values()}.values():
+            if id(runner) not in keep:
+                await runner.stop()
+
     async def _load_fallback(self, workspace: Workspace, uri: str) -> None:
         if self.fallback_runner is not None:
             return
@@ -365,9 +451,11 @@ class Endpoint:
         self.fallback_runner.start()
 
     async def close(self) -> None:
-        for runner in (self.runner, self.fallback_runner):
-            if runner is not None:
-                await runner.stop()
+        runners = [self.runner, self.fallback_runner]
+        if self.routing is not None:
+            runners += self.routing.runners.values()
+        for runner in {id(r): r for r in runners if r is not None}.values():
+            await runner.stop()
 
 
 def _load_and_warm_up(

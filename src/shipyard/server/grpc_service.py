@@ -56,9 +56,9 @@ from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.server.access_log import log_access, start_trace
 from shipyard.server.endpoints import Endpoint
 from shipyard.server.features import request_columns
-from shipyard.server.prediction_log import UNIT_HEADER
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
+from shipyard.server.routing import UNIT_HEADER
 from shipyard.server.state import ServerState
 
 logger = logging.getLogger(__name__)

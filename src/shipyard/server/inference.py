@@ -22,8 +22,10 @@ from shipyard.core.oip import check_finite, decode_tensor, encode_output, tensor
 from shipyard.core.signature import Batch
 from shipyard.core.v1_protocol import v1_batch, v1_columns
 from shipyard.errors import CircuitOpen, InvalidInput, PayloadTooLarge, ShipyardError
-from shipyard.server.endpoints import Endpoint, Prediction
+from shipyard.server.endpoints import Endpoint, ModelRunner, Prediction
 from shipyard.server.features import request_columns
+from shipyard.server.prediction_log import REQUEST_ID_HEADER
+from shipyard.server.routing import UNIT_HEADER, VARIANT_HEADER, Assigned, unit_in_body
 from shipyard.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -102,21 +104,36 @@ class InferenceRoutes:
         in_flight.enter()
         answer: Answer | None = None
         answered_by: str | None = None
+        routing = endpoint.routing if version is None else None  # a named version: no routing
+        assigned: Assigned | None = None
+        request_id = ""
         try:
             if state.inference_token is not None:
                 state.check_token(header("authorization"), admin=False)
             check_body_headers(header, self.limit)
             body = parse_json(await read_body(self.limit))
+            if routing is not None:
+                assigned = routing.assign(
+                    header(UNIT_HEADER) or unit_in_body(body, routing.unit_field)
+                )
+                request_id = _request_id(header, body) or state.predictions.new_request_id()
+            runner = None if assigned is None else assigned.runner
             if kind == "v2":
-                payload, prediction, batch = await _infer_v2(endpoint, version, body)
+                payload, prediction, batch = await _infer_v2(endpoint, version, body, runner)
             else:
-                payload, prediction, batch = await _predict_v1(endpoint, body)
+                payload, prediction, batch = await _predict_v1(endpoint, body, runner)
             headers = _answer_headers(prediction)
             answered_by = headers.get(VERSION_HEADER)
-            answer = Answer(200, orjson.dumps(payload, option=_DUMP), headers)
-            state.predictions.log_http(
-                endpoint.name, batch, prediction, header, payload.get("id"), headers, started
-            )
+            if assigned is None:
+                answer = Answer(200, orjson.dumps(payload, option=_DUMP), headers)
+                state.predictions.log_http(
+                    endpoint.name, batch, prediction, header, payload.get("id"), headers, started
+                )
+            else:
+                assert routing is not None
+                _add_variant(payload, kind, assigned.variant, headers, request_id)
+                answer = Answer(200, orjson.dumps(payload, option=_DUMP), headers)
+                state.routed(endpoint, routing, assigned, batch, prediction, request_id, started)
         except ShipyardError as exc:
             if exc.code == "overloaded":
                 metrics.shed.labels(model).inc()
@@ -131,12 +148,18 @@ class InferenceRoutes:
                 runner = endpoint.runner
                 answered_by = runner.version_label if runner else ""
             status = 500 if answer is None else answer.status
-            metrics.finish(model, answered_by, "rest", status, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.finish(model, answered_by, "rest", status, elapsed)
+            if assigned is not None and routing is not None:
+                if answer is not None and status != 200:
+                    answer.headers[VARIANT_HEADER] = assigned.variant
+                    answer.headers[REQUEST_ID_HEADER] = request_id
+                state.exposed(endpoint, routing, assigned, request_id, status, elapsed)
         return answer
 
 
 async def _infer_v2(
-    endpoint: Endpoint, version: str | None, body: Any
+    endpoint: Endpoint, version: str | None, body: Any, runner: ModelRunner | None = None
 ) -> tuple[dict[str, Any], Prediction, Batch]:
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object with 'inputs'", field="body")
@@ -150,7 +173,8 @@ async def _infer_v2(
         tensors = dict(decode_tensor(raw, i) for i, raw in enumerate(raw_inputs))
         if len(tensors) != len(raw_inputs):
             raise InvalidInput("input names must be unique", field="inputs")
-    runner = endpoint.require_runner(version)
+    if runner is None:
+        runner = endpoint.require_runner(version)
     outputs = body.get("outputs")
     requested = (
         runner.output_names if outputs is None else _requested_outputs(outputs, runner.output_names)
@@ -164,7 +188,7 @@ async def _infer_v2(
     check_finite(batch, allow_nan=endpoint.allow_nan, allow_inf=endpoint.allow_inf)
     if runner.validator is not None:  # (check_inputs returns at once without one)
         endpoint.check_inputs(batch)
-    prediction = await endpoint.predict(batch, version)
+    prediction = await endpoint.predict(batch, version, runner)
     payload: dict[str, Any] = {"model_name": endpoint.name}
     if prediction.version is not None:
         payload["model_version"] = str(prediction.version)
@@ -180,8 +204,11 @@ async def _infer_v2(
     return payload, prediction, batch
 
 
-async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Prediction, Batch]:
-    runner = endpoint.require_runner()
+async def _predict_v1(
+    endpoint: Endpoint, body: Any, runner: ModelRunner | None = None
+) -> tuple[dict[str, Any], Prediction, Batch]:
+    if runner is None:
+        runner = endpoint.require_runner()
     features = endpoint.feature_inputs
     if features is None:
         batch = v1_batch(body, runner.model.signature)
@@ -189,7 +216,7 @@ async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Pr
         batch = runner.model.signature.coerce(features.enrich(v1_columns(body)), extra="ignore")
     check_finite(batch, allow_nan=endpoint.allow_nan, allow_inf=endpoint.allow_inf)
     endpoint.check_inputs(batch)
-    prediction = await endpoint.predict(batch)
+    prediction = await endpoint.predict(batch, None, runner)
     payload: dict[str, Any] = {
         "predictions": prediction.output,
         "model_name": endpoint.name,
@@ -198,6 +225,31 @@ async def _predict_v1(endpoint: Endpoint, body: Any) -> tuple[dict[str, Any], Pr
     if prediction.fallback is not None:
         payload["fallback"] = prediction.fallback
     return payload, prediction, batch
+
+
+def _request_id(header: HeaderLookup, body: Any) -> str | None:
+    """The id a request brings: ``X-Request-ID``, else an OIP body's ``id``."""
+    given = header("x-request-id")
+    if given:
+        return given
+    body_id = body.get("id") if isinstance(body, dict) else None
+    return body_id if isinstance(body_id, str) and body_id else None
+
+
+def _add_variant(
+    payload: dict[str, Any], kind: Kind, variant: str, headers: dict[str, str], request_id: str
+) -> None:
+    """Say which variant answered: a header, and the OIP response's ``parameters`` (v2) or a
+    ``variant`` field (v1); the request id travels in ``X-Request-ID``."""
+    headers[VARIANT_HEADER] = variant
+    headers[REQUEST_ID_HEADER] = request_id
+    if kind == "v2":
+        payload.setdefault("parameters", {})["variant"] = variant
+        version = payload.get("model_version")
+        if version is not None:
+            payload["parameters"]["model_version"] = version
+    else:
+        payload["variant"] = variant
 
 
 def _answer_headers(prediction: Prediction) -> dict[str, str]:

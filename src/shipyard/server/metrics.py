@@ -159,6 +159,37 @@ class ServerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.exposures_written = Counter(
+            "shipyard_exposures_written_total",
+            "Experiment exposures written to the event log.",
+            ["model"],
+            registry=registry,
+        )
+        self.exposures_dropped = Counter(
+            "shipyard_exposures_dropped_total",
+            "Experiment exposures not logged: the queue was full or the write failed.",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.variant_requests = Counter(
+            "shipyard_variant_requests_total",
+            "Requests answered per deployment variant (at most 16 variants a deployment).",
+            ["model", "variant"],
+            registry=registry,
+        )
+        self.shadow_requests = Counter(
+            "shipyard_shadow_requests_total",
+            "Requests mirrored to shadow variants, by outcome (ok, error, dropped: too many "
+            "mirrored requests in flight).",
+            ["model", "variant", "outcome"],
+            registry=registry,
+        )
+        self.rollout_decisions = Counter(
+            "shipyard_rollout_decisions_total",
+            "Decisions of the rollout controller (step, promote, rollback, hold, allocate).",
+            ["model", "action"],
+            registry=registry,
+        )
         # Request counters by (model, version, protocol, code as given), latencies by (model,
         # protocol), in-flight counts by model: children looked up once.
         self._children: dict[tuple[str, str, str, int | str], Any] = {}

@@ -129,6 +129,7 @@ _OUTCOME: dict[str, Any] = {
         "unit_key": {"type": "string"},
         "idempotency_key": {"type": "string"},
         "label": {"type": "number"},
+        "metric": {"type": "string"},
     },
     "required": ["label"],
 }
@@ -139,6 +140,22 @@ _FEEDBACK_REQUEST: dict[str, Any] = {
         "outcomes": {"type": "array", "items": _OUTCOME, "minItems": 1},
     },
     "required": ["model"],
+}
+
+
+_STRATEGY_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "strategy": {
+            "type": "object",
+            "properties": {
+                "type": {"enum": ["single", "blue_green", "canary", "shadow", "ab_test", "bandit"]}
+            },
+            "required": ["type"],
+        },
+        "reason": {"type": "string"},
+    },
+    "required": ["strategy"],
 }
 
 
@@ -266,6 +283,37 @@ def openapi_document(models: list[str]) -> dict[str, Any]:
             },
             "/admin/reload": {"post": {"summary": "Re-resolve aliases now", **admin}},
             "/admin/status": {"get": {"summary": "Deployments and versions served", **admin}},
+            "/admin/deployments/{model}/strategy": {
+                "get": {
+                    "summary": "A deployment's strategy and split",
+                    "parameters": [model],
+                    **admin,
+                },
+                "put": {
+                    "summary": "Set a deployment's strategy (audit-logged)",
+                    "parameters": [model],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _STRATEGY_REQUEST}},
+                    },
+                    **admin,
+                    "responses": {**admin["responses"], "400": _ERROR, "409": _ERROR},
+                },
+            },
+            "/admin/deployments/{model}/switch": {
+                "post": {
+                    "summary": "Blue-green: switch the live colour",
+                    "parameters": [model],
+                    **admin,
+                }
+            },
+            "/admin/deployments/{model}/history": {
+                "get": {
+                    "summary": "A deployment's strategy changes",
+                    "parameters": [model],
+                    **admin,
+                }
+            },
             "/openapi.json": {
                 "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
             },

@@ -2,11 +2,11 @@
 the event log in batches by a background task.
 
 The request path only appends references (the request's input matrix or batch, the model's
-answer, ids, timings) to the deployment's queue, kept column by column in lists: no copy, no
-conversion, no I/O, no lock, never a wait, and no new object that the garbage collector tracks
-when the input is one matrix (the common numeric case) — a queue of tuples measured 4,000
-instructions a request in extra collections. The queue holds at most ``queue_rows`` rows not yet
-written (those being written included); beyond it a prediction is dropped and counted in
+answer, ids, timings) to the deployment's queue, one flat list: no copy, no conversion, no I/O,
+no lock, never a wait, and no new object that the garbage collector tracks when the input is one
+matrix (the common numeric case; a list of one tuple per answer cost 4,000 instructions a request
+in extra collections, measured with callgrind). The queue holds at most ``queue_rows`` rows not
+yet written (those being written included); beyond it a prediction is dropped and counted in
 ``shipyard_prediction_log_dropped_total{model,reason}``.
 
 A task on the server's event loop takes the whole queue every ``flush_interval_s`` (sooner once
@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import itertools
 import logging
+import operator
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ from shipyard.core.signature import Batch
 from shipyard.server.config import LogConfig, ServerConfig
 from shipyard.server.endpoints import Prediction
 from shipyard.server.metrics import ServerMetrics
+from shipyard.server.routing import UNIT_HEADER, sampled
 from shipyard.storage.events import PREDICTIONS, EventLog, delete_older_than
 from shipyard.storage.events.kinds import TIME
 
@@ -59,17 +61,9 @@ logger = logging.getLogger(__name__)
 
 HeaderLookup = Callable[[str], str | None]
 REQUEST_ID_HEADER = "X-Request-ID"
-UNIT_HEADER = "x-shipyard-unit"
 RETENTION_EVERY_S = 3600.0
-_HASH_SPACE = float(2**64)
 
 Array = np.ndarray[Any, Any]
-
-
-def sampled(request_id: str, rate: float) -> bool:
-    """Whether a request is logged at ``rate``: a hash of its id, uniform in [0, 1), below it."""
-    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _HASH_SPACE < rate
 
 
 _FIELDS = 9  # per queued answer: see _Policy.pending
@@ -117,6 +111,7 @@ class _Policy:
 
     name: str
     rate: float
+    sampling: bool  # rate < 1
     drop: frozenset[str]
     hash: frozenset[str]
     dropped_full: Any
@@ -136,6 +131,7 @@ class _Policy:
         return cls(
             name,
             config.sample_rate,
+            config.sample_rate < 1.0,
             frozenset(config.drop),
             frozenset(config.hash),
             dropped.labels(name, "queue_full"),
@@ -164,13 +160,14 @@ class PredictionLog:
         self._capacity = settings.queue_rows
         self._flush_rows = settings.flush_rows
         self._queued_rows = 0  # in the queues + being written
-        self._writing_rows = 0
+        self._flush_at = self._flush_rows  # queued rows that wake the flusher
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one flush at a time: the row counts stay right
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._salt: bytes | None = None
-        self._ids = map(f"{secrets.token_hex(8)}-".__add__, map(str, itertools.count()))
+        self._id_prefix = f"{secrets.token_hex(8)}-"
+        self._id_count = itertools.count()
         self._next_retention = 0.0
 
     @property
@@ -185,19 +182,24 @@ class PredictionLog:
         batch: Batch,
         prediction: Prediction,
         header: HeaderLookup,
-        body_id: Any,
+        body_id: str | None,
         answer_headers: dict[str, str],
         started: float,
     ) -> None:
-        """Queue a REST answer (v2 or v1); adds ``X-Request-ID`` to ``answer_headers`` when
-        the request came without an id."""
+        """Queue a REST answer (v2 or v1): ``body_id`` is the OIP body's ``id`` (None for v1),
+        ``started`` the request's ``perf_counter()`` at arrival. Adds ``X-Request-ID`` to
+        ``answer_headers`` when the request came without an id."""
         policy = self._policies.get(endpoint)
         if policy is None:
             return
-        request_id = header("x-request-id") or (body_id if type(body_id) is str else None)
+        request_id = header("x-request-id") or body_id
         if not request_id:
-            request_id = answer_headers[REQUEST_ID_HEADER] = next(self._ids)
-        self._add(policy, batch, prediction, request_id, header(UNIT_HEADER), started, None)
+            request_id = answer_headers[REQUEST_ID_HEADER] = (
+                f"{self._id_prefix}{next(self._id_count)}"
+            )
+        if policy.sampling and not sampled(request_id, policy.rate):
+            return
+        self._queue(policy, batch, prediction, request_id, header(UNIT_HEADER), started, None)
 
     def log(
         self,
@@ -211,19 +213,19 @@ class PredictionLog:
     ) -> None:
         """Queue one answer whose ids the transport has resolved (gRPC)."""
         policy = self._policies.get(endpoint)
-        if policy is not None:
-            self._add(policy, batch, prediction, request_id, unit_key, started, variant)
+        if policy is not None and (not policy.sampling or sampled(request_id, policy.rate)):
+            self._queue(policy, batch, prediction, request_id, unit_key, started, variant)
 
     def new_request_id(self) -> str:
         """A request id unique to this process's life: a random prefix and a counter
-        (0.15 µs; a uuid4 takes 1.5)."""
-        return next(self._ids)
+        (0.1 µs; a uuid4 takes 1.5)."""
+        return f"{self._id_prefix}{next(self._id_count)}"
 
     def logs(self, endpoint: str) -> bool:
         """Whether ``endpoint`` logs at all (transports skip resolving ids when not)."""
         return endpoint in self._policies
 
-    def _add(
+    def _queue(
         self,
         policy: _Policy,
         batch: Batch,
@@ -233,8 +235,6 @@ class PredictionLog:
         started: float,
         variant: str | None,
     ) -> None:
-        if policy.rate < 1.0 and not sampled(request_id, policy.rate):
-            return
         rows = batch.num_rows
         queued = self._queued_rows + rows
         if queued > self._capacity:
@@ -260,7 +260,7 @@ class PredictionLog:
                 prediction.output,
             )
         )
-        if queued - self._writing_rows >= self._flush_rows:
+        if queued >= self._flush_at:
             self._wake.set()
 
     # --------------------------------------------------------------- flushing
@@ -293,12 +293,13 @@ class PredictionLog:
                     if policy.pending:
                         pending.append((policy, policy.pending))
                         policy.pending = []
-                rows = self._writing_rows = self._queued_rows
+                rows = self._queued_rows
+                self._flush_at = rows + self._flush_rows
                 try:
                     written += await asyncio.to_thread(self._write, pending)
                 finally:
                     self._queued_rows -= rows
-                    self._writing_rows = 0
+                    self._flush_at = self._flush_rows
                 if not self._closing:
                     break  # the next round takes what arrived meanwhile
         return written
@@ -399,6 +400,8 @@ def records_table(queue: _Queue, policy: _Policy, salt: bytes) -> pa.Table:
     repeat = None if total == len(counts) else np.repeat(np.arange(len(counts)), counts)
 
     def per_request(values: Any, type_: pa.DataType) -> pa.Array:
+        if type(values) is list and values.count(None) == len(values):
+            return pa.nulls(total, type_)  # no variants, no unit keys: the usual case
         array = pa.array(values, type_)
         return array if repeat is None else array.take(repeat)
 
@@ -428,7 +431,7 @@ def records_table(queue: _Queue, policy: _Policy, salt: bytes) -> pa.Table:
             columns[f"in_{name}"] = pa.array(_hashed(values, salt), pa.string())
         else:
             columns[f"in_{name}"] = _arrow(values)
-    output = np.concatenate(queue.outputs)
+    output = _stacked(queue.outputs)
     if output.ndim == 2:
         for j in range(output.shape[1]):
             columns[f"out_{OUTPUT_NAME}_{j}"] = _arrow(output[:, j])
@@ -441,13 +444,52 @@ def _input_columns(inputs: list[Any], names: tuple[str, ...]) -> list[tuple[str,
     """Each input column over the queued rows: from the requests' matrices (joined once), else
     from their batches (column by column, or one tensor)."""
     if set(map(type, inputs)) == {np.ndarray}:
-        table = np.concatenate(inputs)
+        table = _stacked(inputs)
+        if table.ndim == 2 and table.dtype.kind in "biuf":
+            return list(zip(names, _transposed(table), strict=False))
         return [(name, table[:, i]) for i, name in enumerate(names)]
     batches = [Batch.from_table(names, x) if type(x) is np.ndarray else x for x in inputs]
     if batches[0].columns is None:  # a tensor input: one list column of each row's values
         return [(MATRIX_INPUT, np.concatenate([b.values()[0] for b in batches]))]
     columns = [b.columns for b in batches if b.columns is not None]
     return [(name, np.concatenate([c[name] for c in columns])) for name in columns[0]]
+
+
+def _stacked(arrays: list[Array]) -> Array:
+    """The rows of many arrays as one: their bytes joined when they share a dtype other than
+    object, are contiguous and have the same row shape (measured on 100,000 one-row arrays:
+    16 ms against 41 for ``np.concatenate``, whose per-array checks dominate), else
+    concatenated."""
+    first = arrays[0]
+    shapes = {*map(_shape_of, arrays)}
+    if (
+        len({*map(_dtype_of, arrays)}) == 1
+        and not first.dtype.hasobject
+        and len({shape[1:] for shape in shapes}) == 1
+        and first.ndim >= 1
+    ):
+        try:
+            joined = b"".join(arrays)  # type: ignore[arg-type]  # contiguous ones are buffers
+        except (BufferError, TypeError, ValueError):
+            pass
+        else:
+            rows = sum(map(len, arrays))
+            return np.frombuffer(joined, first.dtype).reshape((rows, *first.shape[1:]))
+    return np.concatenate(arrays)
+
+
+_dtype_of = operator.attrgetter("dtype")
+_shape_of = operator.attrgetter("shape")
+
+
+def _transposed(table: Array, block: int = 2048) -> Array:
+    """A contiguous copy of ``table.T`` (whose rows Arrow then takes without a copy), made in
+    blocks of rows that stay in cache: 7 ms for 100,000 × 30 doubles, against 14 for one
+    ``np.ascontiguousarray`` and 20-25 for converting the 30 strided columns."""
+    out = np.empty(table.shape[::-1], table.dtype)
+    for start in range(0, table.shape[0], block):
+        out[:, start : start + block] = table[start : start + block].T
+    return out
 
 
 def _arrow(values: Array) -> pa.Array:

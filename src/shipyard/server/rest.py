@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipyard import __version__
-from shipyard.errors import NotFound, PayloadTooLarge, ShipyardError
+from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.monitor import feedback_request, log_outcomes
 from shipyard.server.features import online_request
 from shipyard.server.inference import InferenceRoutes, Kind, error_answer, parse_json
@@ -144,6 +144,61 @@ def build_routes(state: ServerState, routes: InferenceRoutes) -> list[Route]:
         state.check_token(request.headers.get("authorization"), admin=True)
         return json_response({"status": _status(state), "ready": state.ready})
 
+    async def admin_strategy(request: Request) -> Response:
+        """GET: the deployment's strategy and split; PUT: set one (``{"strategy": {...},
+        "reason": ...}``), applied here at once and by other replicas on their interval."""
+        state.check_token(request.headers.get("authorization"), admin=True)
+        endpoint = state.endpoint(request.path_params["model"])
+        rollouts = state.workspace.rollouts
+        if request.method == "PUT":
+            body = await request.body()
+            if len(body) > state.config.max_body_bytes:
+                raise PayloadTooLarge("request body is too large")
+            data = parse_json(body)
+            if not isinstance(data, dict) or not isinstance(data.get("strategy"), dict):
+                raise InvalidInput(
+                    'body must be {"strategy": {"type": ...}, "reason": ...}',
+                    field="strategy",
+                )
+            reason = data.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise InvalidInput("'reason' must be a string", field="reason")
+            await asyncio.to_thread(
+                rollouts.set_strategy,
+                endpoint.name,
+                data["strategy"],
+                actor="admin-api",
+                reason=reason,
+            )
+            await state.refresh(endpoint.name)
+        elif request.method == "POST":  # /switch
+            await asyncio.to_thread(rollouts.switch, endpoint.name, actor="admin-api")
+            await state.refresh(endpoint.name)
+        return json_response(_routing(state, endpoint.name))
+
+    async def admin_history(request: Request) -> Response:
+        state.check_token(request.headers.get("authorization"), admin=True)
+        endpoint = state.endpoint(request.path_params["model"])
+        changes = await asyncio.to_thread(state.workspace.rollouts.history, endpoint.name)
+        return json_response(
+            {
+                "deployment": endpoint.name,
+                "changes": [
+                    {
+                        "revision": c.revision,
+                        "action": c.action,
+                        "strategy": c.strategy,
+                        "weights": c.weights,
+                        "experiment": c.experiment,
+                        "actor": c.actor,
+                        "reason": c.reason,
+                        "at": c.at.isoformat(),
+                    }
+                    for c in changes
+                ],
+            }
+        )
+
     async def openapi(_: Request) -> Response:
         return json_response(openapi_document(sorted(state.endpoints)))
 
@@ -165,8 +220,25 @@ def build_routes(state: ServerState, routes: InferenceRoutes) -> list[Route]:
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/status", admin_status, methods=["GET"]),
+        Route("/admin/deployments/{model}/strategy", admin_strategy, methods=["GET", "PUT"]),
+        Route("/admin/deployments/{model}/switch", admin_strategy, methods=["POST"]),
+        Route("/admin/deployments/{model}/history", admin_history, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+
+
+def _routing(state: ServerState, name: str) -> dict[str, Any]:
+    routing = state.endpoint(name).routing
+    if routing is None:
+        return {"deployment": name, "strategy": None, "serves": state.endpoint(name).config.model}
+    return {
+        "deployment": name,
+        "revision": routing.revision,
+        "strategy": routing.state.strategy.model_dump(mode="json"),
+        "experiment": routing.experiment,
+        "weights": routing.weights,
+        "versions": routing.versions,
+    }
 
 
 def _status(state: ServerState) -> dict[str, Any]:

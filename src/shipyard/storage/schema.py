@@ -262,3 +262,60 @@ model_references = sa.Table(
     sa.ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
     sa.Index("ix_model_references_version", "name", "version", "id"),
 )
+
+# ----------------------------------------------------------------- deployments and experiments
+deployment_strategies = sa.Table(
+    "deployment_strategies",
+    metadata,
+    sa.Column("deployment", NAME, primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),  # +1 on every change: replicas compare it
+    sa.Column("strategy", sa.JSON, nullable=False),
+    sa.Column("experiment", NAME),  # the experiment running on it, if any
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("weights", sa.JSON),  # a bandit's current allocation, or a canary's step weight
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deployment_changes = sa.Table(
+    "deployment_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment", NAME, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("strategy", sa.JSON, nullable=False),
+    sa.Column("weights", sa.JSON),
+    sa.Column("experiment", NAME),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_deployment_changes_deployment", "deployment", "id"),
+)
+
+rollout_experiments = sa.Table(
+    "rollout_experiments",
+    metadata,
+    sa.Column("name", NAME, primary_key=True),
+    sa.Column("deployment", NAME, nullable=False),
+    sa.Column("strategy", sa.JSON, nullable=False),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),  # index into a canary's schedule (-1: none)
+    sa.Column("step_started_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Index("ix_rollout_experiments_deployment", "deployment"),
+)
+
+rollout_decisions = sa.Table(
+    "rollout_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment", NAME, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_rollout_decisions_experiment", "experiment", "id"),
+)

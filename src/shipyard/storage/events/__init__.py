@@ -1,5 +1,6 @@
-"""The event log: append-only records of what the server did (predictions; exposures and
-outcomes later), read back by time window for monitoring and experiment analysis.
+"""The event log: append-only records of what the server did (predictions, experiment
+exposures) and what happened afterwards (outcomes), read back by time window for monitoring
+and experiment analysis.
 
 ``open_event_log(url)`` picks the backend from the URL:
 
@@ -8,7 +9,7 @@ outcomes later), read back by time window for monitoring and experiment analysis
 - ``postgresql://…`` — one table per record kind in that database, used when the metadata
   database is PostgreSQL (:mod:`.postgres`).
 
-Record kinds (``PREDICTIONS``, ``OUTCOMES``; exposures come with experiments) and the table form
+Record kinds (``PREDICTIONS``, ``EXPOSURES``, ``OUTCOMES``) and the table form
 records travel in are in :mod:`.kinds`; one contract test suite
 (``tests/test_event_log.py``) runs against both backends.
 """
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from shipyard.errors import InvalidInput
 from shipyard.storage.events.kinds import (
+    EXPOSURES,
     OUTCOMES,
     PREDICTIONS,
     Column,
@@ -89,6 +91,7 @@ def delete_older_than(log: EventLog, kind: EventKind, *, days: float, now: datet
 
 
 __all__ = [
+    "EXPOSURES",
     "OUTCOMES",
     "PREDICTIONS",
     "Column",

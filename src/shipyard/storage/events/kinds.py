@@ -98,12 +98,37 @@ OUTCOMES = EventKind(
         Column("unit_key", pa.string()),
         Column("idempotency_key", pa.string()),  # the latest record per key counts
         Column("label", pa.float64(), nullable=False),
+        Column("metric", pa.string()),  # which outcome (null: "label", the model's target)
     ),
     order_by=("time", "request_id", "row"),
     distinct=("request_id", "unit_key", "idempotency_key"),
 )
-"""What actually happened for a prediction (a label, a reward), joined to predictions by
-``request_id`` and ``row`` (or by ``unit_key``) when the model's quality is computed."""
+"""What actually happened for a prediction (a label, a reward, any named metric), joined to
+predictions by ``request_id`` and ``row`` (or by ``unit_key``) when the model's quality is
+computed, and to exposures when an experiment is analysed. ``label`` holds the value of
+``metric`` (null: the model's target)."""
+
+
+EXPOSURES = EventKind(
+    name="exposures",
+    partition="experiment",
+    columns=(
+        Column("time", TIME, nullable=False),
+        Column("experiment", pa.string(), nullable=False),
+        Column("deployment", pa.string(), nullable=False),
+        Column("variant", pa.string(), nullable=False),
+        Column("version", pa.int64()),  # null: a constant fallback answered
+        Column("request_id", pa.string(), nullable=False),
+        Column("unit_key", pa.string()),  # null: assigned at random
+        Column("status", pa.int32(), nullable=False),  # HTTP status (gRPC mapped to it)
+        Column("latency_ms", pa.float64(), nullable=False),
+    ),
+    order_by=("time", "request_id"),
+    distinct=("request_id", "unit_key"),
+)
+"""One record per request an experiment assigned: which variant (and version) answered it,
+for which unit, how (status) and how fast — the denominators of every experiment metric, and
+the error-rate and latency guardrails."""
 
 
 def conform(kind: EventKind, records: pa.Table) -> pa.Table:

@@ -106,6 +106,12 @@ class PostgresEventLog:
         table = table_name(kind)
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({", ".join(columns)})')
+        for column in kind.columns:  # columns a later release added to the kind
+            if column.nullable:
+                cursor.execute(
+                    f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "{column.name}" '
+                    f"{_pg_type(column.type)}"
+                )
         cursor.execute(
             f'CREATE INDEX IF NOT EXISTS "{table}_by_{kind.partition}" '
             f'ON "{table}" ("{kind.partition}", time)'
