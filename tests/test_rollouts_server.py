@@ -4,6 +4,7 @@ shadows, blue-green switches and strategy changes picked up without a restart.""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from shipyard import Settings, Workspace
 from shipyard.server.app import build_state, create_app
 from shipyard.server.config import load_config
 from shipyard.server.state import ServerState
-from shipyard.storage.events import EXPOSURES, ParquetEventLog
+from shipyard.storage.events import EXPOSURES, PREDICTIONS, ParquetEventLog
 
 WINDOW = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 ROWS = NUMERIC.head(1).to_numpy()
@@ -139,7 +140,11 @@ def test_ramping_the_canary_keeps_earlier_candidates_and_needs_no_restart(
             "type": "canary",
             "baseline": "num@production",
             "candidate": "num/2",
-            "schedule": [{"weight": 0.05}, {"weight": 0.25}],
+            # steps the controller never takes by itself: this test moves them
+            "schedule": [
+                {"weight": 0.05, "min_exposures": 10**9},
+                {"weight": 0.25, "min_exposures": 10**9},
+            ],
         },
     )
     state = ws.rollouts.start("ramp")
@@ -171,4 +176,184 @@ def test_ramping_the_canary_keeps_earlier_candidates_and_needs_no_restart(
     early = {u for u, v in before.items() if v == "candidate"}
     late = {u for u, v in after.items() if v == "candidate"}
     assert early and early <= late and len(late) > len(early)
+    ws.close()
+
+
+TOKEN = "admin-secret"
+SLOW_MODULE = '''
+import time
+
+import numpy as np
+
+
+class SlowScorer:
+    """A shadow candidate that takes 2 s an answer."""
+
+    def load_context(self, context):
+        pass
+
+    def predict(self, context, model_input):
+        time.sleep(2.0)
+        return np.asarray(model_input, dtype=np.float64).sum(axis=1)
+'''
+
+
+def test_blue_green_switches_atomically_through_the_admin_api(
+    registered: tuple[Path, list[Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _home(registered[0], tmp_path)
+    monkeypatch.setenv("SHIPYARD_ADMIN_TOKEN", TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    strategy = {"type": "blue_green", "blue": "num/1", "green": "num/2"}
+    url = "/admin/deployments/num/strategy"
+
+    def served(client: TestClient) -> set[tuple[str, str]]:
+        answers = [client.post("/v2/models/num/infer", json=_body()) for _ in range(20)]
+        return {
+            (a.headers["x-shipyard-variant"], a.headers["x-shipyard-model-version"])
+            for a in answers
+        }
+
+    with _client(home) as client:
+        assert client.put(url, json={"strategy": strategy}).status_code == 401
+        bad = client.put(url, json={"strategy": {**strategy, "live": "red"}}, headers=auth)
+        assert bad.status_code == 400 and "live" in bad.json()["error"]
+        put = client.put(url, json={"strategy": strategy, "reason": "release 2"}, headers=auth)
+        assert put.status_code == 200 and put.json()["weights"] == {"blue": 1.0}
+        assert served(client) == {("blue", "1")}
+        assert client.post("/admin/deployments/num/switch", headers=auth).status_code == 200
+        assert served(client) == {("green", "2")}
+        assert client.post("/admin/deployments/num/switch", headers=auth).status_code == 200
+        assert served(client) == {("blue", "1")}
+        history = client.get("/admin/deployments/num/history", headers=auth).json()["changes"]
+    assert [c["action"] for c in history] == ["switch-blue", "switch-green", "set"]
+    assert {c["actor"] for c in history} == {"admin-api"}
+    assert history[-1]["reason"] == "release 2"
+
+
+def test_a_slow_shadow_never_delays_the_primary_and_both_answers_are_logged(
+    registered: tuple[Path, list[Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from shipyard import PythonModelPackage
+
+    home = _home(registered[0], tmp_path)
+    module_path = tmp_path / "slow_scorer.py"
+    module_path.write_text(SLOW_MODULE, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("slow_scorer", module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "slow_scorer", module)
+    spec.loader.exec_module(module)
+    ws = _rollouts(home)
+    package = PythonModelPackage(module.SlowScorer(), code_paths=[module_path])
+    ws.register_model("slow", package, input_example=NUMERIC.head(3))
+    ws.rollouts.set_strategy(
+        "num", {"type": "shadow", "primary": "num@production", "candidates": ["slow/1"]}
+    )
+    expected = registered[1][0].predict_proba(NUMERIC.head(1)).ravel()
+    latencies, ids = [], []
+    client, server = _server(home, drain_s=15.0)
+    with client:
+        for i in range(12):
+            started = time.perf_counter()
+            answer = client.post(
+                "/v2/models/num/infer", json=_body(), headers={"X-Request-ID": f"r{i}"}
+            )
+            latencies.append(time.perf_counter() - started)
+            assert answer.status_code == 200
+            assert answer.headers["x-shipyard-variant"] == "primary"
+            assert np.allclose(answer.json()["outputs"][0]["data"], expected)
+            ids.append(f"r{i}")
+    # The candidate takes 2 s: had the primary waited for it, every latency would exceed 2 s.
+    assert max(latencies) < 0.5, latencies
+    records = ParquetEventLog(home / "events").read(PREDICTIONS, "num", *WINDOW).to_pylist()
+    by_variant: dict[str, set[str]] = {}
+    for record in records:
+        by_variant.setdefault(record["variant"], set()).add(record["request_id"])
+    assert by_variant == {"primary": set(ids), "shadow-1": set(ids)}
+    shadow = next(r for r in records if r["variant"] == "shadow-1")
+    assert shadow["version"] == 1 and shadow["out_output"] == pytest.approx(ROWS.sum())
+    registry = server.metrics.registry
+    ok = registry.get_sample_value(
+        "shipyard_shadow_requests_total", {"model": "num", "variant": "shadow-1", "outcome": "ok"}
+    )
+    assert ok == 12
+    ws.close()
+
+
+def test_a_full_exposure_queue_drops_and_counts_and_shutdown_writes_the_rest(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    home = _home(registered[0], tmp_path)
+    ws = _rollouts(home)
+    ws.rollouts.create(
+        "ab",
+        "num",
+        {
+            "type": "ab_test",
+            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
+        },
+    )
+    ws.rollouts.start("ab")
+    client, server = _server(
+        home, prediction_log={"queue_rows": 5, "flush_rows": 1000, "flush_interval_s": 3600}
+    )
+    with client:
+        for i in range(9):
+            assert (
+                client.post(
+                    "/v2/models/num/infer", json=_body(), headers={"X-Shipyard-Unit": f"u{i}"}
+                ).status_code
+                == 200
+            )
+        dropped = server.metrics.registry.get_sample_value(
+            "shipyard_exposures_dropped_total", {"model": "num", "reason": "queue_full"}
+        )
+        assert dropped == 4
+        assert server.exposures.queued == 5
+    exposures = ParquetEventLog(home / "events").read(EXPOSURES, "ab", *WINDOW)
+    assert exposures.column("unit_key").to_pylist() == [f"u{i}" for i in range(5)]
+    ws.close()
+
+
+def test_grpc_answers_carry_the_variant_and_version_parameters(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    import grpc
+
+    from oip_harness import free_port
+    from shipyard.server.proto import inference_pb2 as pb
+    from shipyard.server.proto import inference_pb2_grpc as pb_grpc
+
+    home = _home(registered[0], tmp_path)
+    ws = _rollouts(home)
+    ws.rollouts.create(
+        "g",
+        "num",
+        {
+            "type": "ab_test",
+            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
+        },
+    )
+    ws.rollouts.start("g")
+    port = free_port()
+    client, _ = _server(home, grpc_port=port)
+    request = pb.ModelInferRequest(model_name="num")
+    tensor = request.inputs.add(name="input", datatype="FP64", shape=[1, 3])
+    tensor.contents.fp64_contents.extend(ROWS.ravel().tolist())
+    with client, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        seen = {}
+        for unit in ("u1", "u2", "u3", "u4", "u1", "u2"):
+            response = stub.ModelInfer(request, metadata=(("x-shipyard-unit", unit),))
+            variant = response.parameters["variant"].string_param
+            version = response.parameters["model_version"].string_param
+            assert version == response.model_version == {"a": "1", "b": "2"}[variant]
+            assert seen.setdefault(unit, variant) == variant
+    exposures = ParquetEventLog(home / "events").read(EXPOSURES, "g", *WINDOW).to_pylist()
+    assert [(e["unit_key"], e["variant"], e["status"]) for e in exposures] == [
+        (u, seen[u], 200) for u in ("u1", "u2", "u3", "u4", "u1", "u2")
+    ]
     ws.close()

@@ -58,7 +58,7 @@ from shipyard.server.endpoints import Endpoint
 from shipyard.server.features import request_columns
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
-from shipyard.server.routing import UNIT_HEADER
+from shipyard.server.routing import UNIT_HEADER, Assigned, Routing
 from shipyard.server.state import ServerState
 
 logger = logging.getLogger(__name__)
@@ -165,9 +165,10 @@ class InferenceServicer:
         in_flight.enter()
         code = grpc.StatusCode.INTERNAL
         answered_by = ""
+        routed: list[tuple[Routing, Assigned, str]] = []  # set when a strategy assigned it
         try:
             self._state.check_token(_authorization(context), admin=False)
-            response = await self._infer(endpoint, request, context, started)
+            response = await self._infer(endpoint, request, context, started, routed)
             code = grpc.StatusCode.OK
             answered_by = response.model_version
             return response
@@ -188,6 +189,10 @@ class InferenceServicer:
                 answered_by = runner.version_label
             elapsed = time.perf_counter() - started
             metrics.finish(endpoint.name, answered_by, "grpc", code.name, elapsed)
+            if routed:
+                routing, assigned, request_id = routed[0]
+                status = _HTTP_STATUS.get(code, 500)
+                self._state.exposed(endpoint, routing, assigned, request_id, status, elapsed)
             if logged:
                 log_access(
                     "GRPC",
@@ -200,10 +205,30 @@ class InferenceServicer:
                 )
 
     async def _infer(
-        self, endpoint: Endpoint, request: pb.ModelInferRequest, context: Any, started: float
+        self,
+        endpoint: Endpoint,
+        request: pb.ModelInferRequest,
+        context: Any,
+        started: float,
+        routed: list[tuple[Routing, Assigned, str]],
     ) -> pb.ModelInferResponse:
         version = request.model_version or None
-        runner = endpoint.require_runner(version)
+        routing = endpoint.routing if version is None else None
+        assigned: Assigned | None = None
+        request_id = ""
+        if routing is not None:
+            unit_key = _metadata(context, UNIT_HEADER)
+            if unit_key is None and routing.unit_field in request.parameters:
+                unit_key = _parameter_text(request.parameters[routing.unit_field])
+            assigned = routing.assign(unit_key)
+            request_id = _metadata(context, "x-request-id") or request.id
+            if not request_id:
+                request_id = self._state.predictions.new_request_id()
+                await context.send_initial_metadata((("x-request-id", request_id),))
+            routed.append((routing, assigned, request_id))
+            runner = assigned.runner
+        else:
+            runner = endpoint.require_runner(version)
         if "sequence_id" in request.parameters:
             raise InvalidInput(
                 "sequence batching (parameter 'sequence_id') is not supported", field="sequence_id"
@@ -218,17 +243,24 @@ class InferenceServicer:
             batch = runner.model.signature.coerce(columns, extra="ignore")
         check_finite(batch, allow_nan=endpoint.allow_nan, allow_inf=endpoint.allow_inf)
         endpoint.check_inputs(batch)
-        prediction = await endpoint.predict(batch, version)
+        prediction = await endpoint.predict(batch, version, runner)
         response = pb.ModelInferResponse(model_name=endpoint.name, id=request.id)
         if prediction.version is not None:
             response.model_version = str(prediction.version)
         if prediction.fallback is not None:
             response.parameters["fallback"].string_param = prediction.fallback
+        if assigned is not None:
+            response.parameters["variant"].string_param = assigned.variant
+            if prediction.version is not None:
+                response.parameters["model_version"].string_param = str(prediction.version)
         output = np.asarray(prediction.output)
         datatype, contents = encode_raw(output)
         for name in requested:
             response.outputs.add(name=name, datatype=datatype, shape=output.shape)
             response.raw_output_contents.append(contents)
+        if assigned is not None and routing is not None:
+            self._state.routed(endpoint, routing, assigned, batch, prediction, request_id, started)
+            return response
         predictions = self._state.predictions
         if predictions.logs(endpoint.name):
             request_id = _metadata(context, "x-request-id") or request.id
@@ -238,6 +270,25 @@ class InferenceServicer:
             unit_key = _metadata(context, UNIT_HEADER)
             predictions.log(endpoint.name, batch, prediction, request_id, unit_key, started)
         return response
+
+
+_HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}  # exposures record an HTTP status whatever the transport
+
+
+def _parameter_text(parameter: pb.InferParameter) -> str | None:
+    """An OIP parameter's value as text (a unit key may be sent as a string or a number)."""
+    kind = parameter.WhichOneof("parameter_choice")
+    return None if kind is None else str(getattr(parameter, kind))
 
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray[Any, Any]]:

@@ -224,10 +224,12 @@ def openapi_document(models: list[str]) -> dict[str, Any]:
         inputs={"type": "array"},
         outputs={"type": "array"},
     )
-    admin = {
-        "security": [{"bearer": []}],
-        "responses": {"200": _json({"type": "object"}), "401": _ERROR, "404": _ERROR},
+    admin_responses: dict[str, Any] = {
+        "200": _json({"type": "object"}),
+        "401": _ERROR,
+        "404": _ERROR,
     }
+    admin: dict[str, Any] = {"security": [{"bearer": []}], "responses": admin_responses}
     versioned = "/v2/models/{model}/versions/{version}"
     return {
         "openapi": "3.1.0",
@@ -297,7 +299,7 @@ def openapi_document(models: list[str]) -> dict[str, Any]:
                         "content": {"application/json": {"schema": _STRATEGY_REQUEST}},
                     },
                     **admin,
-                    "responses": {**admin["responses"], "400": _ERROR, "409": _ERROR},
+                    "responses": {**admin_responses, "400": _ERROR, "409": _ERROR},
                 },
             },
             "/admin/deployments/{model}/switch": {
