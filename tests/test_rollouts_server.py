@@ -357,3 +357,57 @@ def test_grpc_answers_carry_the_variant_and_version_parameters(
         (u, seen[u], 200) for u in ("u1", "u2", "u3", "u4", "u1", "u2")
     ]
     ws.close()
+
+
+def test_a_bandit_split_is_recomputed_from_outcomes_and_shared_by_replicas(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    from shipyard.monitor import log_outcomes
+
+    home = _home(registered[0], tmp_path)
+    ws = _rollouts(home)
+    ws.rollouts.create(
+        "bandit",
+        "num",
+        {
+            "type": "bandit",
+            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
+            "metric": "click",
+            "interval_s": 0.2,
+            "floor": 0.05,
+        },
+    )
+    ws.rollouts.start("bandit")
+    reward = {"a": 0.1, "b": 0.9}
+    rng = np.random.default_rng(3)
+    first, replica_a = _server(home, reload_interval_s=0.1)
+    second, replica_b = _server(home, reload_interval_s=0.1)
+    with first, second:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            outcomes = []
+            for _ in range(40):
+                answer = first.post("/v2/models/num/infer", json=_body())
+                variant = answer.headers["x-shipyard-variant"]
+                outcomes.append(
+                    {
+                        "request_id": answer.headers["x-request-id"],
+                        "metric": "click",
+                        "label": float(rng.random() < reward[variant]),
+                    }
+                )
+            log_outcomes(ws, "num", outcomes)
+            routings = [r.endpoints["num"].routing for r in (replica_a, replica_b)]
+            if all(r is not None and r.weights["b"] > 0.9 for r in routings):
+                break
+            time.sleep(0.1)
+        routings = [r.endpoints["num"].routing for r in (replica_a, replica_b)]
+    history = {c.revision: c.weights for c in ws.rollouts.history("num", limit=10_000)}
+    for routing in routings:  # each replica serves a split the controller wrote to the DB
+        assert routing is not None
+        weights = routing.weights
+        assert weights["b"] > 0.9 and weights["a"] >= 0.05 - 1e-9  # the exploration floor
+        assert history[routing.revision] == (weights["a"], weights["b"])
+    decisions = ws.rollouts.decisions("bandit")
+    assert decisions and {d.action for d in decisions} == {"allocate"}
+    ws.close()
