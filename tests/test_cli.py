@@ -281,6 +281,10 @@ def test_demo_trains_registers_aliases_and_serves_in_a_fresh_home(tmp_path: Path
     assert "400 diagnoses sent back with POST /v1/feedback" in result.stdout
     assert "ALERT inputs drifted: drift_share of model 'breast-cancer'" in result.stdout
     assert (home / "monitoring-report.html").read_text().count("<svg") > 30
+    # The canary of version 2: every step recorded, then promoted and the alias moved.
+    assert "step 0: step — 'correct' relative change" in result.stdout
+    assert "step 1: promote — 'correct' relative change" in result.stdout
+    assert "experiment promoted; breast-cancer@production -> version 2" in result.stdout
     features = run_json(home, "features", "list")
     assert {(f["kind"], f["name"]) for f in features} == {
         ("entity", "patient"),
@@ -289,7 +293,7 @@ def test_demo_trains_registers_aliases_and_serves_in_a_fresh_home(tmp_path: Path
     }
     models = run_json(home, "models", "list")
     assert [m["name"] for m in models] == ["breast-cancer"]
-    assert models[0]["aliases"] == {"production": 1}
+    assert models[0]["aliases"] == {"production": 2}
     lineage = run_json(home, "models", "lineage", "breast-cancer@production")
     assert lineage["run"]["experiment"] == "demo"
     assert lineage["run"]["seed"] == 42

@@ -1,8 +1,10 @@
-"""``shipyard demo``: features, training, tracking, registry, aliases and serving — end to end.
+"""``shipyard demo``: features, training, tracking, registry, serving, monitoring and a canary.
 
 Puts scikit-learn's bundled breast-cancer data (no download) behind a feature view, builds a
-point-in-time training set from it, trains a LightGBM classifier, registers and aliases it, and
-serves it with online features, so a new user sees every part work together in a few seconds.
+point-in-time training set from it, trains a LightGBM classifier, registers and aliases it,
+serves it with online features, watches its inputs drift, and rolls out a second version by a
+canary that the server's controller promotes or rolls back from the outcomes it is sent — so a
+new user sees every part work together in under a minute.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from shipyard.workspace import Workspace
 
 MODEL_NAME = "breast-cancer"
 ALIAS = "production"
+CANARY = "breast-cancer-canary"
 FEATURE_SERVICE = "breast_cancer_v1"
 DEFINITIONS = """\
 from datetime import timedelta
@@ -74,6 +77,7 @@ class DemoResult:
     predictions_match: bool
     served_match: bool
     alerts: int
+    canary: str  # the canary's last decision: promote or rollback
 
 
 def demo(ctx: typer.Context) -> None:
@@ -194,9 +198,11 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
     patients = x_test.index.to_numpy()
     labels = dict(zip(patients.tolist(), y_test.to_numpy().tolist(), strict=True))
     served_match, alerts = _serve_and_query(ws, patients, served, labels, out)
+    candidate = _train_candidate(ws, training, x_train, y_train, x_test, y_test)
+    canary = _canary(ws, candidate, patients, labels, out)
     settings = ws.settings
     out.print(
-        f"[bold]11. workspace[/] {escape(str(settings.home))}\n"
+        f"[bold]12. workspace[/] {escape(str(settings.home))}\n"
         f"          metadata:  {escape(ws.database.safe_url)}\n"
         f"          artifacts: {escape(settings.resolved_artifacts_url)}"
     )
@@ -210,11 +216,13 @@ def run_demo(ws: Workspace, out: Console) -> DemoResult:
         "  shipyard features list\n"
         "  shipyard features materialize-incremental\n"
         f"  shipyard monitor check --model {MODEL_NAME} --window 1h\n"
+        f"  shipyard experiments status {CANARY}\n"
+        f"  shipyard experiments analyze {CANARY} --html canary.html\n"
         f"  shipyard serve {MODEL_NAME}@{ALIAS} --port 8080",
         highlight=False,
     )
     return DemoResult(
-        run.run_id, version.version, uri, metrics["test_auc"], match, served_match, alerts
+        run.run_id, version.version, uri, metrics["test_auc"], match, served_match, alerts, canary
     )
 
 
@@ -388,6 +396,128 @@ def _monitor(ws: Workspace, out: Console) -> int:
         out.print(f"          [bold red]ALERT[/] {escape(alert['message'])}")
     out.print(f"          report: {escape(str(report))}")
     return len(result.alerts)
+
+
+def _train_candidate(
+    ws: Workspace, training: Any, x_train: Any, y_train: Any, x_test: Any, y_test: Any
+) -> int:
+    """A second version: more, smaller steps (a tracked run, registered, not aliased)."""
+    from sklearn.metrics import roc_auc_score
+
+    params = {**PARAMS, "n_estimators": 300, "learning_rate": 0.02}
+    model = _lightgbm_classifier().set_params(**params)
+    with ws.start_run("demo", name="breast-cancer-lightgbm-v2") as run:
+        run.log_params({**params, "feature_service": FEATURE_SERVICE})
+        ws.log_training_set(run, training)
+        run.log_dataset(x_train.assign(target=y_train), "train")
+        run.log_dataset(x_test.assign(target=y_test), "test")
+        model.fit(x_train, y_train)
+        run.log_metrics(
+            {"test_auc": float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))}
+        )
+        version = ws.register_model(
+            MODEL_NAME, model, input_example=x_train.head(5), reference_data=x_train, run=run
+        )
+    return version.version
+
+
+def _canary(
+    ws: Workspace, candidate: int, patients: Any, labels: dict[int, int], out: Console
+) -> str:
+    """A canary of ``candidate`` against production, run by the server's rollout controller:
+    each answer's correctness (against the known diagnosis) comes back as an outcome, a
+    guardrail keeps it from being more than 5% worse, and at the end the alias moves."""
+    strategy = {
+        "type": "canary",
+        "baseline": f"{MODEL_NAME}@{ALIAS}",
+        "candidate": f"{MODEL_NAME}/{candidate}",
+        "schedule": [
+            {"weight": 0.2, "min_exposures": 150},
+            {"weight": 0.5, "min_exposures": 150},
+        ],
+        "guardrails": [
+            {"metric": "correct", "higher_is_better": True, "max_worsening": 0.05},
+            {"metric": "error_rate"},
+        ],
+        "promote_alias": ALIAS,
+    }
+    ws.rollouts.create(CANARY, MODEL_NAME, strategy)
+    ws.rollouts.start(CANARY)
+    port = _free_port()
+    token = secrets.token_hex(16)
+    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home), "SHIPYARD_ADMIN_TOKEN": token}
+    config = ws.settings.home / "demo-features" / "canary.yaml"
+    config.write_text(
+        f"deployments:\n  - name: {MODEL_NAME}\n    model: {MODEL_NAME}@{ALIAS}\n"
+        f"    features: {FEATURE_SERVICE}\n"
+        "reload_interval_s: 0.2\n"
+        "prediction_log: {flush_interval_s: 0.5}\n"
+    )
+    command = [sys.executable, "-m", "shipyard.cli.app", "serve", "--config", str(config)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--drain-s", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = f"/v2/models/{MODEL_NAME}/infer"
+    served: dict[str, int] = {}
+    try:
+        connection = _wait_ready(server, port)
+        headers = {"Content-Type": "application/json"}
+        auth = {**headers, "Authorization": f"Bearer {token}"}
+        for i in range(3000):
+            patient = int(patients[i % len(patients)])
+            body = {
+                "inputs": [
+                    {"name": "patient_id", "shape": [1], "datatype": "INT64", "data": [patient]}
+                ]
+            }
+            unit = {**headers, "X-Shipyard-Unit": f"visit-{i}"}
+            connection.request("POST", path, json.dumps(body), unit)
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            variant = response.headers["X-Shipyard-Variant"]
+            served[variant] = served.get(variant, 0) + 1
+            if variant == "default":  # the canary ended: one version serves alone
+                break
+            benign = answer["outputs"][0]["data"][1] > 0.5
+            outcome = {
+                "model": MODEL_NAME,
+                "request_id": response.headers["X-Request-ID"],
+                "metric": "correct",
+                "label": float(benign == (labels[patient] == 1)),
+            }
+            connection.request("POST", "/v1/feedback", json.dumps(outcome), auth)
+            connection.getresponse().read()
+            if i % 50 == 49:
+                time.sleep(0.3)  # the controller looks every 0.2 s
+        connection.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    decisions = ws.rollouts.decisions(CANARY)
+    out.print(
+        f"[bold]11. canary[/] version {candidate} against {MODEL_NAME}@{ALIAS}: schedule 20% → "
+        "50%, each step after 150 exposures; guardrails: 'correct' (each answer checked "
+        "against the diagnosis, sent back as an outcome) not worse by more than 5%, error rate\n"
+        f"          requests by variant: {served}"
+    )
+    for decision in decisions:
+        guardrail = next(
+            g for g in decision.details["guardrails"] if g["guardrail"]["metric"] == "correct"
+        )
+        relative = guardrail["relative"]
+        out.print(
+            f"          step {decision.step}: [bold]{decision.action}[/] — 'correct' relative "
+            f"change {relative['estimate']:+.3f}, confidence sequence "
+            f"[{relative['ci_low']:+.3f}, {relative['ci_high']:+.3f}] "
+            f"({decision.details['step_exposures']} exposures in the step)"
+        )
+    status = ws.rollouts.experiment(CANARY).status
+    now = ws.registry.resolve_number(f"{MODEL_NAME}@{ALIAS}")
+    out.print(f"          experiment {status}; {MODEL_NAME}@{ALIAS} -> version {now}")
+    return decisions[-1].action if decisions else "none"
 
 
 def _wait_ready(server: subprocess.Popen[bytes], port: int) -> http.client.HTTPConnection:
