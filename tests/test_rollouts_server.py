@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,93 @@ def test_a_bandit_split_is_recomputed_from_outcomes_and_shared_by_replicas(
     decisions = ws.rollouts.decisions("bandit")
     assert decisions and {d.action for d in decisions} == {"allocate"}
     ws.close()
+
+
+def test_a_step_held_for_minutes_waits_for_the_injected_clock(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    home = _home(registered[0], tmp_path)
+    ws = _rollouts(home)
+    ws.rollouts.create(
+        "timed",
+        "num",
+        {
+            "type": "canary",
+            "baseline": "num/1",
+            "candidate": "num/2",
+            "schedule": [{"weight": 0.5, "min_minutes": 30}],
+        },
+    )
+    state = ws.rollouts.start("timed")
+    clock = [state.updated_at]
+    client, server = _server(home, reload_interval_s=0.05)
+    server.clock = lambda: clock[0]
+    with client:
+        for unit in range(40):
+            client.post(
+                "/v2/models/num/infer", json=_body(), headers={"X-Shipyard-Unit": f"u{unit}"}
+            )
+        time.sleep(0.5)  # ten controller rounds at minute 0: the step must hold
+        assert ws.rollouts.experiment("timed").status == "running"
+        clock[0] = state.updated_at + timedelta(minutes=31)
+        deadline = time.monotonic() + 10
+        while ws.rollouts.experiment("timed").status == "running":
+            assert time.monotonic() < deadline, "the controller never promoted"
+            time.sleep(0.05)
+    assert ws.rollouts.experiment("timed").status == "promoted"
+    decision = ws.rollouts.decisions("timed")[-1]
+    assert decision.action == "promote" and decision.details["step_minutes"] >= 31
+    ws.close()
+
+
+def test_strategy_changes_under_load_fail_no_request(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    import threading
+
+    import httpx
+
+    from oip_harness import serve
+
+    home = _home(registered[0], tmp_path)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    answers: list[list[tuple[int, str]]] = [[] for _ in range(4)]  # one list per thread
+    stop = threading.Event()
+
+    def hammer(url: str, seen: list[tuple[int, str]]) -> None:
+        with httpx.Client(base_url=url, timeout=10.0) as client:
+            while not stop.is_set():
+                answer = client.post("/v2/models/num/infer", json=_body())
+                seen.append(
+                    (answer.status_code, answer.headers.get("x-shipyard-model-version", "?"))
+                )
+
+    deployments = [{"name": "num", "model": "num@production"}]
+    with serve(home, deployments, env={"SHIPYARD_ADMIN_TOKEN": TOKEN}) as server:
+        threads = [threading.Thread(target=hammer, args=(server.rest_url, a)) for a in answers]
+        for thread in threads:
+            thread.start()
+        with httpx.Client(base_url=server.rest_url, headers=auth) as admin:
+            strategy = {"type": "blue_green", "blue": "num/1", "green": "num/2"}
+            assert (
+                admin.put(
+                    "/admin/deployments/num/strategy", json={"strategy": strategy}
+                ).status_code
+                == 200
+            )
+            for _ in range(10):
+                time.sleep(0.1)
+                assert admin.post("/admin/deployments/num/switch").status_code == 200
+            canary = {"type": "canary", "baseline": "num/1", "candidate": "num/2", "weight": 0.5}
+            assert (
+                admin.put("/admin/deployments/num/strategy", json={"strategy": canary}).status_code
+                == 200
+            )
+            time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    statuses = Counter(status for seen in answers for status, _ in seen)
+    versions = Counter(version for seen in answers for _, version in seen)
+    assert set(statuses) == {200}, statuses
+    assert versions["1"] > 0 and versions["2"] > 0
