@@ -20,6 +20,12 @@ def test_public_names_are_pinned() -> None:
         "rollback",
         "Workspace",
         "Settings",
+        "set_deployment_strategy",
+        "create_experiment",
+        "start_experiment",
+        "stop_experiment",
+        "analyze_experiment",
+        "log_outcome",
     }
     for name in shipyard.__all__:
         assert hasattr(shipyard, name), name

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.flavors.base import LoadedModel
 from shipyard.records import AliasEvent, Lineage, ModelVersion
@@ -17,6 +17,11 @@ from shipyard.settings import Settings
 from shipyard.tracking import ActiveRun
 from shipyard.tracking import seed_everything as _seed_everything
 from shipyard.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shipyard.experiments.analysis import ExperimentAnalysis
+    from shipyard.experiments.spec import ABTest, Bandit, Canary, Shadow
+    from shipyard.experiments.store import AnyStrategy, DeploymentState, Experiment
 
 _default: Workspace | None = None
 _default_lock = threading.Lock()
@@ -101,3 +106,91 @@ def get_model_version(uri: str) -> ModelVersion:
 
 def lineage(uri: str) -> Lineage:
     return workspace().lineage(uri)
+
+
+def set_deployment_strategy(
+    deployment: str,
+    strategy: AnyStrategy | Mapping[str, Any],
+    *,
+    reason: str | None = None,
+) -> DeploymentState:
+    """Replace what ``deployment`` serves: a strategy mapping with ``type`` (single, blue_green,
+    canary, shadow, ab_test, bandit) or a spec; audit-logged, refused while an experiment runs."""
+    from shipyard import rollout  # on first use: its statistics import scipy
+
+    return rollout.set_deployment_strategy(workspace(), deployment, strategy, reason=reason)
+
+
+def create_experiment(
+    name: str,
+    deployment: str,
+    strategy: Canary | Shadow | ABTest | Bandit | Mapping[str, Any],
+) -> Experiment:
+    """Record an experiment (canary, shadow, ab_test or bandit) on ``deployment``; not started."""
+    from shipyard import rollout  # on first use: its statistics import scipy
+
+    return rollout.create_experiment(workspace(), name, deployment, strategy)
+
+
+def start_experiment(name: str) -> DeploymentState:
+    """Put the experiment's strategy on its deployment (a canary at its first step)."""
+    from shipyard import rollout  # on first use: its statistics import scipy
+
+    return rollout.start_experiment(workspace(), name)
+
+
+def stop_experiment(
+    name: str,
+    *,
+    promote: bool = False,
+    rollback: bool = False,
+    variant: str | None = None,
+    reason: str | None = None,
+) -> DeploymentState:
+    """End a running experiment: the control serves alone, or with ``promote`` the candidate
+    (``variant`` picks one when there are several; a canary's promote alias moves to it)."""
+    from shipyard import rollout  # on first use: its statistics import scipy
+
+    return rollout.stop_experiment(
+        workspace(), name, promote=promote, rollback=rollback, variant=variant, reason=reason
+    )
+
+
+def analyze_experiment(
+    name: str,
+    *,
+    end: datetime | None = None,
+    sequential: bool = False,
+    alpha: float = 0.05,
+) -> ExperimentAnalysis:
+    """Each metric per variant: n, mean, lift with its interval, p-value or chance to win, and
+    the sample-ratio check (``.rows()``, ``.to_dict()``)."""
+    from shipyard import rollout  # on first use: its statistics import scipy
+
+    return rollout.analyze_experiment(
+        workspace(), name, end=end, sequential=sequential, alpha=alpha
+    )
+
+
+def log_outcome(
+    deployment: str,
+    *,
+    value: float,
+    request_id: str | None = None,
+    unit_key: str | None = None,
+    metric: str | None = None,
+    idempotency_key: str | None = None,
+) -> int:
+    """Record an outcome of a served prediction (by ``request_id`` or ``unit_key``): a label, a
+    reward, or the value of the outcome ``metric``; a repeated ``idempotency_key`` counts once."""
+    from shipyard import rollout  # on first use: its statistics import scipy
+
+    return rollout.log_outcome(
+        workspace(),
+        deployment,
+        value=value,
+        request_id=request_id,
+        unit_key=unit_key,
+        metric=metric,
+        idempotency_key=idempotency_key,
+    )

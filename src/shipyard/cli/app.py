@@ -15,7 +15,7 @@ import pydantic
 import typer
 
 from shipyard import __version__
-from shipyard.cli import demo, features, models, monitor, runs, serve
+from shipyard.cli import demo, deployments, experiments, features, models, monitor, runs, serve
 from shipyard.cli.context import CliState, require_command, state, workspace
 from shipyard.cli.render import JsonFlag, emit_json, print_fields
 from shipyard.errors import InvalidInput, ShipyardError
@@ -35,6 +35,8 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(features.app, name="features")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(experiments.app, name="experiments")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 
