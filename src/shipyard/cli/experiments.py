@@ -18,8 +18,9 @@ from shipyard.cli.monitor import parse_duration
 from shipyard.cli.render import JsonFlag, emit_json, fmt, print_fields, print_table, to_jsonable
 from shipyard.core.sample_size import DEFAULT_POWER, SamplePlan, plan_mean, plan_proportion
 from shipyard.errors import InvalidInput
-from shipyard.experiments.analysis import ExperimentAnalysis, compare_shadow
+from shipyard.experiments.analysis import ExperimentAnalysis
 from shipyard.experiments.report import write_report
+from shipyard.experiments.shadow import compare_shadow
 from shipyard.experiments.spec import Canary
 from shipyard.experiments.store import DeploymentState, Experiment
 

@@ -117,7 +117,7 @@ def _canary(
     if canary.metric is not None:
         metrics.append(canary.metric)
     overall = summaries(events, experiment, start=started, end=now, metrics=metrics)
-    in_step = summaries(events, experiment, start=step_started, end=now, metrics=())
+    in_step = summaries(events, experiment, start=step_started, end=now, metrics=metrics)
     checks = [
         _check(g.metric, g.higher_is_better, g.max_worsening, overall.metrics, canary.alpha)
         for g in canary.guardrails

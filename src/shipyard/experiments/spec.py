@@ -30,8 +30,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from shipyard.core.identifiers import parse_model_uri, validate_name
@@ -114,12 +114,13 @@ class Canary(_Spec):
     promote_alias: str | None = None  # moved to the candidate's version when the schedule ends
     unit_field: str | None = None
 
-    @model_validator(mode="after")
-    def _ramps_up(self) -> Canary:
-        weights = [s.weight for s in self.schedule]
+    @field_validator("schedule")
+    @classmethod
+    def _ramps_up(cls, schedule: tuple[Step, ...]) -> tuple[Step, ...]:
+        weights = [s.weight for s in schedule]
         if any(b < a for a, b in pairwise(weights)):
             raise ValueError(f"schedule weights must not decrease; got {weights}")
-        return self
+        return schedule
 
 
 class Shadow(_Spec):
@@ -137,17 +138,24 @@ class ABTest(_Spec):
     higher_is_better: bool = True
     unit_field: str | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ABTest:
-        _unique(self.variants)
-        if self.weights is not None:
-            if len(self.weights) != len(self.variants):
-                raise ValueError(
-                    f"weights has {len(self.weights)} values for {len(self.variants)} variants"
-                )
-            if any(w < 0 for w in self.weights) or abs(sum(self.weights) - 1.0) > 1e-6:
-                raise ValueError(f"weights must be >= 0 and sum to 1; got {list(self.weights)}")
-        return self
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        return _unique(variants)
+
+    @field_validator("weights")
+    @classmethod
+    def _split_of_variants(
+        cls, weights: tuple[float, ...] | None, info: ValidationInfo
+    ) -> tuple[float, ...] | None:
+        variants = info.data.get("variants")
+        if weights is None or variants is None:
+            return weights
+        if len(weights) != len(variants):
+            raise ValueError(f"weights has {len(weights)} values for {len(variants)} variants")
+        if any(w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
+            raise ValueError(f"weights must be >= 0 and sum to 1; got {list(weights)}")
+        return weights
 
     @property
     def split(self) -> tuple[float, ...]:
@@ -166,21 +174,26 @@ class Bandit(_Spec):
     sticky: bool = False
     unit_field: str | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Bandit:
-        _unique(self.variants)
-        if self.floor * len(self.variants) > 1.0:
-            raise ValueError(
-                f"floor {self.floor} × {len(self.variants)} variants exceeds 1: lower the floor"
-            )
-        return self
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        return _unique(variants)
+
+    @field_validator("floor")
+    @classmethod
+    def _floor_fits(cls, floor: float, info: ValidationInfo) -> float:
+        variants = info.data.get("variants")
+        if variants is not None and floor * len(variants) > 1.0:
+            raise ValueError(f"floor {floor} × {len(variants)} variants exceeds 1: lower it")
+        return floor
 
 
-def _unique(variants: tuple[Variant, ...]) -> None:
+def _unique(variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
     names = [v.name for v in variants]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"variant names must be unique; repeated: {', '.join(repeated)}")
+    return variants
 
 
 Strategy = Annotated[
