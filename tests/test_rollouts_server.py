@@ -502,3 +502,35 @@ def test_strategy_changes_under_load_fail_no_request(
     versions = Counter(version for seen in answers for _, version in seen)
     assert set(statuses) == {200}, statuses
     assert versions["1"] > 0 and versions["2"] > 0
+
+
+def test_the_unit_key_can_come_from_a_named_request_field(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    from shipyard.core.assignment import Allocation
+
+    home = _home(registered[0], tmp_path)
+    ws = _rollouts(home)
+    ws.rollouts.create(
+        "by-field",
+        "num",
+        {
+            "type": "ab_test",
+            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
+            "unit_field": "customer",
+        },
+    )
+    salt = ws.rollouts.start("by-field").salt
+    expected = Allocation(["a", "b"], [0.5, 0.5])
+    with _client(home) as client:
+        for customer in range(30):
+            v2 = client.post("/v2/models/num/infer", json=_body(parameters={"customer": customer}))
+            v1 = client.post(
+                "/v1/models/num:predict",
+                json={"instances": [dict(NUMERIC.iloc[0])], "customer": f"{customer}"},
+            )
+            want = expected.assign(salt, str(customer))
+            assert v2.headers["x-shipyard-variant"] == v1.json()["variant"] == want
+    exposures = ParquetEventLog(home / "events").read(EXPOSURES, "by-field", *WINDOW)
+    assert set(exposures.column("unit_key").to_pylist()) == {str(c) for c in range(30)}
+    ws.close()
