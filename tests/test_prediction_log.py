@@ -39,9 +39,9 @@ from shipyard.server.config import load_config
 from shipyard.server.endpoints import Prediction
 from shipyard.server.metrics import ServerMetrics
 from shipyard.server.prediction_log import PredictionLog
-from shipyard.server.routing import sampled
 from shipyard.server.proto import inference_pb2 as pb
 from shipyard.server.proto import inference_pb2_grpc as pb_grpc
+from shipyard.server.routing import sampled
 from shipyard.server.state import ServerState
 from shipyard.storage.events import PREDICTIONS, EventKind, ParquetEventLog
 from shipyard.storage.events.kinds import TIME
