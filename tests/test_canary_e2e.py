@@ -142,7 +142,8 @@ def test_a_better_candidate_is_promoted_and_the_alias_moves(
             assert answer.headers["x-shipyard-model-version"] == "2"
     assert ws.rollouts.experiment("num-canary").status == "promoted"
     actions = [d.action for d in ws.rollouts.decisions("num-canary")]
-    assert actions == ["step", "promote"]
+    # The SRM check runs at every look (p < 0.001 each), so a chance hold may come and clear.
+    assert [a for a in actions if a != "hold_for_srm"] == ["step", "promote"]
     final = ws.rollouts.decisions("num-canary")[-1].details
     assert final["alias_moved"] == {"alias": "production", "version": 2}
     assert final["step_exposures"] >= 300

@@ -89,6 +89,7 @@ def log_exposures(
     unit_key: Sequence[str | None] | None = None,
     status: Sequence[int] | None = None,
     latency_ms: Sequence[float] | None = None,
+    revision: int | None = None,
 ) -> None:
     n = len(seconds)
     log.append(
@@ -106,6 +107,7 @@ def log_exposures(
                 "latency_ms": pa.array(
                     latency_ms if latency_ms is not None else [5.0] * n, pa.float64()
                 ),
+                "revision": pa.array([revision] * n, pa.int64()),
             }
         ),
     )
@@ -599,3 +601,25 @@ def test_compare_shadow_regression_within_relative_tolerance(tmp_path: Path) -> 
     assert tenth.difference_max == pytest.approx(1.0)
     empty = compare_shadow(log, "churn", start=END, end=END + timedelta(hours=1))
     assert (empty.primary_rows, empty.candidates) == (0, ())
+
+
+def test_summaries_of_one_revision_leave_out_exposures_of_the_previous_split(
+    tmp_path: Path,
+) -> None:
+    log = ParquetEventLog(tmp_path / "events")
+    # A replica still on revision 3 (the old split) assigns two requests after the step began.
+    log_exposures(
+        log, seconds=[1, 2], variant=["control", "control"], request_id=["a", "b"], revision=3
+    )
+    log_exposures(
+        log,
+        seconds=[3, 4, 5],
+        variant=["control", "treatment", "treatment"],
+        request_id=["c", "d", "e"],
+        revision=4,
+    )
+    every = summaries(log, experiment(), start=T0, end=END)
+    current = summaries(log, experiment(), start=T0, end=END, revision=4)
+    assert every.exposures == {"control": 3, "treatment": 2}
+    assert current.exposures == {"control": 1, "treatment": 2}
+    assert current.units == {"control": 1, "treatment": 2}

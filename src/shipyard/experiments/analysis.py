@@ -70,6 +70,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from shipyard.core.confidence_sequences import (
     DEFAULT_TUNING_N,
@@ -352,11 +353,15 @@ def summaries(
     start: datetime,
     end: datetime,
     metrics: Sequence[str] = (),
+    revision: int | None = None,
 ) -> Summaries:
     """Per-variant summaries of the window ``[start, end)`` (module docstring): the guardrail
     metrics always, and the outcome metrics ``metrics`` (default: every metric name seen in the
-    window's outcomes)."""
-    window = _load(events, experiment, start, end)
+    window's outcomes). ``revision``: only the exposures assigned under that deployment revision
+    (one split of a canary step: replicas apply a new split a moment after it is written, and
+    the requests they assign meanwhile under the old one would read as a sample-ratio
+    mismatch)."""
+    window = _load(events, experiment, start, end, revision)
     return _summarise(window, _metric_names(window, metrics), _NEVER)
 
 
@@ -434,8 +439,16 @@ class _Window:
     outcome_metrics: tuple[str, ...]
 
 
-def _load(events: EventLog, experiment: Experiment, start: datetime, end: datetime) -> _Window:
+def _load(
+    events: EventLog,
+    experiment: Experiment,
+    start: datetime,
+    end: datetime,
+    revision: int | None = None,
+) -> _Window:
     exposures = events.read(EXPOSURES, experiment.name, start, end)
+    if revision is not None:
+        exposures = exposures.filter(pc.equal(exposures.column("revision"), revision))
     outcomes = events.read(OUTCOMES, experiment.deployment, start, end)
     configured = [v.name for v in variants_of(experiment.strategy)]
     return _window(exposures, outcomes, configured)

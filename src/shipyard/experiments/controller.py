@@ -11,7 +11,9 @@ others see a :class:`~shipyard.errors.Conflict` and do nothing.
   (:mod:`shipyard.core.rollout_rules`: always-valid confidence sequences, so checking at every
   tick does not inflate false rollbacks);
 - the sample-ratio check and the step's minimum (``min_minutes`` *and* ``min_exposures``,
-  counting both variants' exposures) use the current step's window only, whose weights are fixed;
+  counting both variants' exposures) use only the exposures assigned under the current
+  deployment revision, whose split is fixed (not those a replica assigned under the previous
+  split in the moment before it applied the new one);
 - ``rollback`` serves the baseline alone; ``promote`` moves to the next step's weight, or, after
   the last step, serves the candidate alone and moves ``promote_alias`` to its version;
   ``hold_for_srm`` changes nothing. Each of these is recorded (``rollout_decisions``) with every
@@ -117,7 +119,9 @@ def _canary(
     if canary.metric is not None:
         metrics.append(canary.metric)
     overall = summaries(events, experiment, start=started, end=now, metrics=metrics)
-    in_step = summaries(events, experiment, start=step_started, end=now, metrics=metrics)
+    in_step = summaries(
+        events, experiment, start=step_started, end=now, metrics=metrics, revision=state.revision
+    )
     checks = [
         _check(g.metric, g.higher_is_better, g.max_worsening, overall.metrics, canary.alpha)
         for g in canary.guardrails

@@ -61,6 +61,7 @@ class ExposureLog:
         unit_key: str | None,
         status: int,
         latency_s: float,
+        revision: int,
     ) -> None:
         """Queue one exposure (never blocks; a full queue drops and counts it)."""
         if self.events is None:
@@ -79,6 +80,7 @@ class ExposureLog:
                 unit_key,
                 status,
                 latency_s * 1000.0,
+                revision,
             )
         )
         if len(self._pending) >= self._config.flush_rows:
@@ -131,6 +133,7 @@ class ExposureLog:
                 },
                 "status": pa.array(columns[7], pa.int32()),
                 "latency_ms": pa.array(columns[8], pa.float64()),
+                "revision": pa.array(columns[9], pa.int64()),
             }
         )
         written = 0

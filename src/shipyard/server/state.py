@@ -161,6 +161,7 @@ class ServerState:
                 assigned.unit_key,
                 status,
                 elapsed_s,
+                routing.revision,
             )
 
     def require_features(self) -> FeatureStore:

@@ -122,6 +122,7 @@ EXPOSURES = EventKind(
         Column("unit_key", pa.string()),  # null: assigned at random
         Column("status", pa.int32(), nullable=False),  # HTTP status (gRPC mapped to it)
         Column("latency_ms", pa.float64(), nullable=False),
+        Column("revision", pa.int64()),  # the deployment revision (split) that assigned it
     ),
     order_by=("time", "request_id"),
     distinct=("request_id", "unit_key"),
