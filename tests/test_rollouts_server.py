@@ -534,3 +534,24 @@ def test_the_unit_key_can_come_from_a_named_request_field(
     exposures = ParquetEventLog(home / "events").read(EXPOSURES, "by-field", *WINDOW)
     assert set(exposures.column("unit_key").to_pylist()) == {str(c) for c in range(30)}
     ws.close()
+
+
+def test_exposures_are_logged_with_the_prediction_log_off(
+    registered: tuple[Path, list[Any]], tmp_path: Path
+) -> None:
+    home = _home(registered[0], tmp_path)
+    ws = _rollouts(home)
+    ab = {
+        "type": "ab_test",
+        "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
+    }
+    ws.rollouts.create("quiet", "num", ab)
+    ws.rollouts.start("quiet")
+    with _client(home, prediction_log={"enabled": False}) as client:
+        for unit in range(5):
+            headers = {"X-Shipyard-Unit": f"u{unit}"}
+            assert client.post("/v2/models/num/infer", json=_body(), headers=headers).is_success
+    log = ParquetEventLog(home / "events")
+    assert log.read(EXPOSURES, "quiet", *WINDOW).num_rows == 5
+    assert log.read(PREDICTIONS, "num", *WINDOW).num_rows == 0
+    ws.close()

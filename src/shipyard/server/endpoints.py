@@ -355,8 +355,9 @@ class Endpoint:
                 model.uri,
                 previous.model.uri if previous else "nothing",
             )
-        if previous is not None:
-            await previous.stop()
+        routing = self.routing
+        if previous is not None and (routing is None or previous not in routing.runners.values()):
+            await previous.stop()  # (a runner a strategy's variant shares keeps running)
         return True
 
     async def apply(self, state: DeploymentState | None, workspace: Workspace) -> bool:
@@ -375,6 +376,7 @@ class Endpoint:
                 )
                 return True
             variants = variants_of(state.strategy)
+            created: list[ModelRunner] = []
             try:
                 versions = {
                     v.name: await asyncio.to_thread(workspace.registry.resolve_number, v.model)
@@ -398,8 +400,11 @@ class Endpoint:
                         runner = ModelRunner(self.name, model, self.config, self.metrics, profile)
                         runner.start()
                         loaded[key] = runner
+                        created.append(runner)
                     runners[name] = loaded[key]
             except Exception as exc:
+                for runner in created:  # loaded for this revision only: not serving
+                    await runner.stop()
                 self.load_error = f"{type(exc).__name__}: {exc}"
                 self.metrics.model_loads.labels(self.name, "error").inc()
                 logger.warning(

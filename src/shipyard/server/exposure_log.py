@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -31,12 +32,21 @@ _FIELDS = ("time", "experiment", "deployment", "variant", "version", "request_id
 
 
 class ExposureLog:
-    """The bounded queue of exposures and its flusher (``events`` None: logs nothing)."""
+    """The bounded queue of exposures and its flusher. The event log is opened on the first
+    write (``open_events``), so a server without experiments never opens it; ``owns_events``:
+    close it at shutdown (else the prediction log, which shares it, does)."""
 
     def __init__(
-        self, events: EventLog | None, config: PredictionLogConfig, metrics: ServerMetrics
+        self,
+        open_events: Callable[[], EventLog],
+        config: PredictionLogConfig,
+        metrics: ServerMetrics,
+        *,
+        owns_events: bool,
     ) -> None:
-        self.events = events
+        self.events: EventLog | None = None
+        self._open_events = open_events
+        self._owns_events = owns_events
         self._config = config
         self._metrics = metrics
         self._pending: list[tuple[Any, ...]] = []
@@ -64,8 +74,6 @@ class ExposureLog:
         revision: int,
     ) -> None:
         """Queue one exposure (never blocks; a full queue drops and counts it)."""
-        if self.events is None:
-            return
         if self.queued >= self._config.queue_rows:
             self._metrics.exposures_dropped.labels(deployment, "queue_full").inc()
             return
@@ -102,7 +110,7 @@ class ExposureLog:
         """Write what is queued now; returns the exposures written."""
         async with self._lock:
             pending, self._pending = self._pending, []
-            if not pending or self.events is None:
+            if not pending:
                 return 0
             self._writing = len(pending)
             try:
@@ -119,9 +127,19 @@ class ExposureLog:
             self._task = None
         while self._pending:
             await self.flush()
+        if self._owns_events and self.events is not None:
+            await asyncio.to_thread(self.events.close)
 
     def _write(self, pending: list[tuple[Any, ...]]) -> int:
-        assert self.events is not None
+        if self.events is None:
+            try:
+                self.events = self._open_events()
+            except Exception as exc:
+                for deployment in {record[2] for record in pending}:
+                    lost = sum(record[2] == deployment for record in pending)
+                    self._metrics.exposures_dropped.labels(deployment, "write_failed").inc(lost)
+                logger.warning("exposure log: the event log did not open: %s", exc)
+                return 0
         columns = list(zip(*pending, strict=True))
         micros = pa.array([int(t * 1e6) for t in columns[0]], pa.int64())
         table = pa.table(

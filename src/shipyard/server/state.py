@@ -51,8 +51,11 @@ class ServerState:
         self.metrics = metrics
         self.endpoints = {d.name: Endpoint(d, metrics) for d in config.deployments}
         self.predictions = PredictionLog(events, config, metrics)  # events None: logs nothing
-        self.exposures = ExposureLog(
-            events if config.prediction_log.enabled else None, config.prediction_log, metrics
+        self.exposures = ExposureLog(  # on even without the prediction log: experiments need it
+            lambda: workspace.events,
+            config.prediction_log,
+            metrics,
+            owns_events=events is None,
         )
         self.shadows = ShadowMirror(self.predictions, metrics)
         self.admin_token = admin_token
