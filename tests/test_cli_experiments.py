@@ -499,9 +499,12 @@ UNITS = 60  # per variant
 CONVERTED = {"control": 12, "treatment": 18}  # units with a conversion outcome
 
 
-def exposures(experiment: str, deployment: str, variants: dict[str, int]) -> pa.Table:
+def exposures(
+    experiment: str, deployment: str, variants: dict[str, int], revision: int | None = None
+) -> pa.Table:
     """One exposure per unit (``u-<variant>-<i>``, request ``r-<variant>-<i>``), all status
-    200 except the treatment's first three (500), latency 10 ms (control) / 12 ms."""
+    200 except the treatment's first three (500), latency 10 ms (control) / 12 ms, assigned
+    under deployment ``revision``."""
     rows = [(variant, i) for variant, count in variants.items() for i in range(count)]
     now = datetime.now(UTC)
     return pa.table(
@@ -517,6 +520,7 @@ def exposures(experiment: str, deployment: str, variants: dict[str, int]) -> pa.
                 [500 if v == "treatment" and i < 3 else 200 for v, i in rows], pa.int32()
             ),
             "latency_ms": [10.0 if v == "control" else 12.0 for v, _ in rows],
+            "revision": pa.array([revision] * len(rows), pa.int64()),
         }
     )
 
@@ -648,13 +652,13 @@ def test_step_walks_a_canary_to_its_next_step(mcli: Cli) -> None:
         "--min-exposures",
         "50",
     )
-    mcli.ok("experiments", "start", "canary-step")
+    revision = mcli.json("experiments", "start", "canary-step")["revision"]
     assert "nothing changed" in mcli.ok("experiments", "step", "canary-step")
     ws = mcli.workspace()
     try:  # 80/20 as configured: no sample-ratio mismatch, and the minimum of 50 is met
         ws.events.append(
             EXPOSURES,
-            exposures("canary-step", "step-api", {"baseline": 80, "candidate": 20}),
+            exposures("canary-step", "step-api", {"baseline": 80, "candidate": 20}, revision),
         )
     finally:
         ws.close()

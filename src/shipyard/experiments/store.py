@@ -124,11 +124,22 @@ class Rollouts:
         actor: str | None = None,
         reason: str | None = None,
     ) -> DeploymentState:
-        """Replace the deployment's strategy (audit-logged). ``expected_revision``: refuse with
-        Conflict unless the stored revision is still that one (0: none stored yet)."""
+        """Replace the deployment's strategy (audit-logged). Refused (Conflict) while an
+        experiment runs on it, so that the experiment's record and the deployment agree.
+        ``expected_revision``: refuse unless the stored revision is still that one (0: none)."""
         validate_name(deployment, what="deployment name")
         spec = parse_strategy(strategy) if isinstance(strategy, dict) else strategy
         with self.database.write() as conn:
+            running = conn.execute(
+                sa.select(schema.deployment_strategies.c.experiment).where(
+                    schema.deployment_strategies.c.deployment == deployment
+                )
+            ).scalar()
+            if running is not None and experiment is None:
+                raise Conflict(
+                    f"deployment {deployment!r} runs experiment {running!r}; stop it first "
+                    f"(shipyard experiments stop {running})"
+                )
             return _write_state(
                 conn,
                 deployment,
