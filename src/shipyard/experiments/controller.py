@@ -40,6 +40,7 @@ from shipyard.core.bandits import (
     ThompsonGaussian,
 )
 from shipyard.core.experiment_stats import MetricSummary, srm_check
+from shipyard.core.identifiers import parse_model_uri
 from shipyard.core.rollout_rules import Guardrail, GuardrailCheck, check_guardrail, decide_step
 from shipyard.errors import Conflict
 from shipyard.experiments.analysis import summaries
@@ -181,7 +182,7 @@ def _canary(
         )
     else:
         version = resolve_version(canary.candidate)
-        model = canary.candidate.removeprefix("models:/").split("/")[0].split("@")[0]
+        model = parse_model_uri(canary.candidate).name
         serve = f"models:/{model}/{version}"
         new_state = rollouts.finish(
             experiment.name,

@@ -33,7 +33,7 @@ def sampled(request_id: str, rate: float) -> bool:
     return int.from_bytes(digest, "big") / _HASH_SPACE < rate
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen __init__ costs 3x
 class Assigned:
     """A request's variant, the runner that answers it, and its unit key (None: random)."""
 
@@ -46,11 +46,11 @@ class Routing:
     """A deployment's variants and how requests are split between them."""
 
     def __init__(
-        self, state: DeploymentState, runners: dict[str, ModelRunner], uris: dict[str, int]
+        self, state: DeploymentState, runners: dict[str, ModelRunner], versions: dict[str, int]
     ) -> None:
         self.state = state
         self.revision = state.revision
-        self.versions = uris  # each variant's model URI resolved to a version number
+        self.versions = versions  # each variant's model URI resolved to a version number
         self.runners = runners  # by variant name
         self.experiment = state.experiment  # None: no exposures are logged
         self.unit_field: str | None = getattr(state.strategy, "unit_field", None)
