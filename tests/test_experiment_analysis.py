@@ -623,3 +623,35 @@ def test_summaries_of_one_revision_leave_out_exposures_of_the_previous_split(
     assert every.exposures == {"control": 3, "treatment": 2}
     assert current.exposures == {"control": 1, "treatment": 2}
     assert current.units == {"control": 1, "treatment": 2}
+
+
+def test_latency_p99_is_the_share_beyond_the_controls_p99_and_a_guardrail_can_test_it(
+    tmp_path: Path,
+) -> None:
+    from shipyard.core.rollout_rules import Guardrail, check_guardrail
+
+    rng = np.random.default_rng(11)
+    control = rng.gamma(4.0, 2.0, size=3000)
+    treatment = rng.gamma(4.0, 2.0, size=3000) * np.where(rng.random(3000) < 0.1, 3.0, 1.0)
+    log = ParquetEventLog(tmp_path / "events")
+    n = 6000
+    log_exposures(
+        log,
+        seconds=np.arange(n) / 10,
+        variant=["control"] * 3000 + ["treatment"] * 3000,
+        request_id=[f"r{i}" for i in range(n)],
+        latency_ms=[*control, *treatment],
+    )
+    assert "latency_p99" not in summaries(log, experiment(), start=T0, end=END).metrics
+    figures = summaries(log, experiment(), start=T0, end=END, metrics=["latency_p99"])
+    threshold = np.percentile(control, 99)
+    tail = figures.metrics["latency_p99"]
+    assert tail["control"].n == 3000 and tail["control"].sum == np.count_nonzero(
+        control > threshold
+    )
+    assert tail["treatment"].sum == np.count_nonzero(treatment > threshold)
+    assert tail["treatment"].kind == "proportion"
+    check = check_guardrail(
+        Guardrail("latency_p99", "lower", 0.5), tail["control"], tail["treatment"]
+    )
+    assert check.breached  # ~7% of the candidate's requests beyond a 1% tail

@@ -26,9 +26,14 @@ partition = the deployment) with ``start <= time < end`` — and the statistics 
   on the per-unit values (a 0/1 metric is not treated as a proportion: with ``p(1 − p)`` the two
   would differ by the factor ``n/(n − 1)``).
 - **Guardrail metrics** from the exposures themselves, one value per *exposure* in the variant
-  that served it: ``error_rate`` (``status >= 500`` → 1, else 0; kind ``"proportion"``) and
-  ``latency_ms`` (kind ``"mean"``; the p50 and p99 per variant are reported descriptively).
-  These two names are reserved: outcomes under them are not analysed. Per exposure, their
+  that served it: ``error_rate`` (``status >= 500`` → 1, else 0; kind ``"proportion"``),
+  ``latency_ms`` (kind ``"mean"``; the p50 and p99 per variant are reported descriptively) and,
+  when a guardrail or ``metrics`` names it, ``latency_p99``: whether the exposure was slower
+  than the *control's* p99 latency in the same window (kind ``"proportion"``; about 1% for the
+  control, so a candidate whose tail is worse shows as a higher share, which the guardrail rule
+  can test — "the p99 must not get worse" becomes "no more requests beyond the control's p99
+  than X more, relatively").
+  These names are reserved: outcomes under them are not analysed. Per exposure, their
   intervals treat a unit's requests as independent, which is somewhat optimistic when units send
   many requests.
 - **Comparisons**, each metric and each non-control variant against the control (the first
@@ -96,7 +101,8 @@ from shipyard.storage.events import EXPOSURES, OUTCOMES, EventLog
 Decision = Literal["better", "worse", "inconclusive"]
 ERROR_RATE = "error_rate"
 LATENCY = "latency_ms"
-GUARDRAIL_METRICS = (ERROR_RATE, LATENCY)
+LATENCY_TAIL = "latency_p99"
+GUARDRAIL_METRICS = (ERROR_RATE, LATENCY, LATENCY_TAIL)
 DEFAULT_METRIC = "label"
 
 IntArray = npt.NDArray[np.int64]
@@ -362,7 +368,7 @@ def summaries(
     the requests they assign meanwhile under the old one would read as a sample-ratio
     mismatch)."""
     window = _load(events, experiment, start, end, revision)
-    return _summarise(window, _metric_names(window, metrics), _NEVER)
+    return _summarise(window, _metric_names(window, metrics), _NEVER, LATENCY_TAIL in metrics)
 
 
 def analyze(
@@ -392,11 +398,12 @@ def analyze(
     window = _load(events, experiment, start, end)
     strategy = experiment.strategy
     names = _metric_names(window, _named_metrics(strategy), add_seen=True)
-    figures = _summarise(window, names, _NEVER)
+    tail = LATENCY_TAIL in _named_metrics(strategy)
+    figures = _summarise(window, names, _NEVER, tail)
     directions = _directions(experiment, figures.metrics)
     srm = _srm(window, experiment, weights, start, figures)
     results = _compare(figures, directions, alpha, sequential, tuning_n, srm.flagged)
-    timeline = _timeline(window, names, timeline_points, alpha, sequential, tuning_n)
+    timeline = _timeline(window, names, tail, timeline_points, alpha, sequential, tuning_n)
     return ExperimentAnalysis(
         experiment=experiment.name,
         deployment=experiment.deployment,
@@ -587,7 +594,7 @@ def _matched(window: _Window, counted: BoolArray, cut: int) -> BoolArray:
     return matched
 
 
-def _summarise(window: _Window, metrics: Sequence[str], cut: int) -> Summaries:
+def _summarise(window: _Window, metrics: Sequence[str], cut: int, tail: bool) -> Summaries:
     k = len(window.variants)
     exposed = window.time < cut
     alive = window.first_time < cut
@@ -600,7 +607,7 @@ def _summarise(window: _Window, metrics: Sequence[str], cut: int) -> Summaries:
         variants=window.variants,
         exposures=_per_variant(window, np.bincount(window.variant[exposed], minlength=k)),
         units=_per_variant(window, np.bincount(window.unit_variant[alive], minlength=k)),
-        metrics=_metric_summaries(window, metrics, exposed, alive, matched),
+        metrics=_metric_summaries(window, metrics, exposed, alive, matched, tail),
         latency_p50={v: _percentile(x, 50) for v, x in latency.items()},
         latency_p99={v: _percentile(x, 99) for v, x in latency.items()},
         matched_outcomes=int(matched.sum()),
@@ -616,7 +623,10 @@ def _metric_summaries(
     exposed: BoolArray,
     alive: BoolArray,
     matched: BoolArray,
+    tail: bool,
 ) -> dict[str, dict[str, MetricSummary[float]]]:
+    """Per metric and variant; ``tail``: also ``latency_p99`` (only when asked for, since it
+    needs the control's percentile)."""
     k = len(window.variants)
     found: dict[str, dict[str, MetricSummary[float]]] = {}
     unit_variant = window.unit_variant[alive]
@@ -649,6 +659,14 @@ def _metric_summaries(
         )
         for i, v in enumerate(window.variants)
     }
+    if tail:
+        control = latency[variant == 0]
+        beyond = latency > (np.percentile(control, 99) if control.size else np.inf)
+        slow = np.bincount(variant, beyond, minlength=k)
+        found[LATENCY_TAIL] = {
+            v: MetricSummary.proportion(float(n_exposures[i]), float(slow[i]))
+            for i, v in enumerate(window.variants)
+        }
     return found
 
 
@@ -773,6 +791,7 @@ def _units_since(window: _Window, cut: int) -> list[int]:
 def _timeline(
     window: _Window,
     metrics: Sequence[str],
+    tail: bool,
     points: int,
     alpha: float,
     sequential: bool,
@@ -790,6 +809,7 @@ def _timeline(
             window.time < cut,
             window.first_time < cut,
             _matched(window, _counted_outcomes(window, cut)[0], cut),
+            tail,
         )
         for cut in cuts
     ]

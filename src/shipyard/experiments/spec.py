@@ -72,8 +72,9 @@ class Variant(_Spec):
 
 class Guardrail(_Spec):
     """A metric the candidate must not make worse by more than ``max_worsening`` (relative:
-    0.05 = 5%). ``metric``: ``error_rate`` and ``latency_ms`` come from the exposures the server
-    logs; any other name is an outcome metric from ``POST /v1/feedback``."""
+    0.05 = 5%). ``metric``: ``error_rate``, ``latency_ms`` (mean) and ``latency_p99`` (the share
+    of requests slower than the baseline's p99) come from the exposures the server logs; any
+    other name is an outcome metric from ``POST /v1/feedback``."""
 
     metric: str
     higher_is_better: bool = False
