@@ -268,25 +268,10 @@ def _serve_and_query(
     server stops, and a monitoring check finds the drift, alerts and writes the report.
     Returns whether every first answer matched ``load_model`` and the server stopped cleanly,
     and how many alerts the check sent."""
-    port = _free_port()
-    token = secrets.token_hex(16)
-    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home), "SHIPYARD_ADMIN_TOKEN": token}
-    config = ws.settings.home / "demo-features" / "serve.yaml"
-    config.write_text(
-        f"deployments:\n  - name: {MODEL_NAME}\n    model: {MODEL_NAME}@{ALIAS}\n"
-        f"    features: {FEATURE_SERVICE}\n"
-        "prediction_log: {flush_interval_s: 0.5}\n"
-    )
-    command = [sys.executable, "-m", "shipyard.cli.app", "serve", "--config", str(config)]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--drain-s", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    started = time.perf_counter()
+    server, port, token = _start_server(ws, "serve.yaml")
     path = f"/v2/models/{MODEL_NAME}/infer"
     try:
-        started = time.perf_counter()
         connection = _wait_ready(server, port)
         out.print(
             f"[bold]7. serve[/]   shipyard serve {MODEL_NAME}@{ALIAS} (features from "
@@ -327,6 +312,31 @@ def _serve_and_query(
     out.print(f"          server stopped with SIGTERM (prediction log flushed), exit code {code}")
     alerts = _monitor(ws, out)
     return matches == 200 and code == 0, alerts
+
+
+def _start_server(
+    ws: Workspace, name: str, extra: str = ""
+) -> tuple[subprocess.Popen[bytes], int, str]:
+    """``shipyard serve`` in the background on a free port, the model fed by its feature
+    service, with a fresh admin token (also good for feedback); returns (process, port, token).
+    ``extra``: more YAML lines of the server configuration."""
+    port = _free_port()
+    token = secrets.token_hex(16)
+    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home), "SHIPYARD_ADMIN_TOKEN": token}
+    config = ws.settings.home / "demo-features" / name
+    config.write_text(
+        f"deployments:\n  - name: {MODEL_NAME}\n    model: {MODEL_NAME}@{ALIAS}\n"
+        f"    features: {FEATURE_SERVICE}\n"
+        "prediction_log: {flush_interval_s: 0.5}\n" + extra
+    )
+    command = [sys.executable, "-m", "shipyard.cli.app", "serve", "--config", str(config)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--drain-s", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return server, port, token
 
 
 def _score_patients(
@@ -443,23 +453,7 @@ def _canary(
     }
     ws.rollouts.create(CANARY, MODEL_NAME, strategy)
     ws.rollouts.start(CANARY)
-    port = _free_port()
-    token = secrets.token_hex(16)
-    env = {**os.environ, "SHIPYARD_HOME": str(ws.settings.home), "SHIPYARD_ADMIN_TOKEN": token}
-    config = ws.settings.home / "demo-features" / "canary.yaml"
-    config.write_text(
-        f"deployments:\n  - name: {MODEL_NAME}\n    model: {MODEL_NAME}@{ALIAS}\n"
-        f"    features: {FEATURE_SERVICE}\n"
-        "reload_interval_s: 0.2\n"
-        "prediction_log: {flush_interval_s: 0.5}\n"
-    )
-    command = [sys.executable, "-m", "shipyard.cli.app", "serve", "--config", str(config)]
-    server = subprocess.Popen(
-        [*command, "--port", str(port), "--drain-s", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, port, token = _start_server(ws, "canary.yaml", "reload_interval_s: 0.2\n")
     path = f"/v2/models/{MODEL_NAME}/infer"
     served: dict[str, int] = {}
     try:
