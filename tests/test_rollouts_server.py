@@ -26,6 +26,10 @@ from shipyard.storage.events import EXPOSURES, PREDICTIONS, ParquetEventLog
 
 WINDOW = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 ROWS = NUMERIC.head(1).to_numpy()
+AB = {  # an even A/B test between the two registered versions
+    "type": "ab_test",
+    "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -289,14 +293,7 @@ def test_a_full_exposure_queue_drops_and_counts_and_shutdown_writes_the_rest(
 ) -> None:
     home = _home(registered[0], tmp_path)
     ws = _rollouts(home)
-    ws.rollouts.create(
-        "ab",
-        "num",
-        {
-            "type": "ab_test",
-            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
-        },
-    )
+    ws.rollouts.create("ab", "num", AB)
     ws.rollouts.start("ab")
     client, server = _server(
         home, prediction_log={"queue_rows": 5, "flush_rows": 1000, "flush_interval_s": 3600}
@@ -330,14 +327,7 @@ def test_grpc_answers_carry_the_variant_and_version_parameters(
 
     home = _home(registered[0], tmp_path)
     ws = _rollouts(home)
-    ws.rollouts.create(
-        "g",
-        "num",
-        {
-            "type": "ab_test",
-            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
-        },
-    )
+    ws.rollouts.create("g", "num", AB)
     ws.rollouts.start("g")
     port = free_port()
     client, _ = _server(home, grpc_port=port)
@@ -511,15 +501,7 @@ def test_the_unit_key_can_come_from_a_named_request_field(
 
     home = _home(registered[0], tmp_path)
     ws = _rollouts(home)
-    ws.rollouts.create(
-        "by-field",
-        "num",
-        {
-            "type": "ab_test",
-            "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
-            "unit_field": "customer",
-        },
-    )
+    ws.rollouts.create("by-field", "num", {**AB, "unit_field": "customer"})
     salt = ws.rollouts.start("by-field").salt
     expected = Allocation(["a", "b"], [0.5, 0.5])
     with _client(home) as client:
@@ -541,11 +523,7 @@ def test_exposures_are_logged_with_the_prediction_log_off(
 ) -> None:
     home = _home(registered[0], tmp_path)
     ws = _rollouts(home)
-    ab = {
-        "type": "ab_test",
-        "variants": [{"name": "a", "model": "num/1"}, {"name": "b", "model": "num/2"}],
-    }
-    ws.rollouts.create("quiet", "num", ab)
+    ws.rollouts.create("quiet", "num", AB)
     ws.rollouts.start("quiet")
     with _client(home, prediction_log={"enabled": False}) as client:
         for unit in range(5):

@@ -70,7 +70,30 @@ def bucket_of(salt: str, unit: str) -> int:
     return number % BUCKETS
 
 
-class Allocation:
+class _BucketTable:
+    """Variants, their weights and the variant owning each bucket (subclasses lay it out)."""
+
+    variants: tuple[str, ...]
+    weights: tuple[float, ...]
+    _cumulative: tuple[float, ...]
+    _table: tuple[str, ...]
+
+    def variant_at(self, bucket: int) -> str:
+        """The variant that owns ``bucket``."""
+        if not 0 <= bucket < BUCKETS:
+            raise InvalidInput(f"bucket must be in [0, {BUCKETS}), got {bucket}", field="bucket")
+        return self._table[bucket]
+
+    def assign(self, salt: str, unit: str) -> str:
+        """The sticky variant of ``unit`` (see the module docstring for what keeps it)."""
+        return self._table[bucket_of(salt, unit)]
+
+    def draw(self, u: float) -> str:
+        """A per-request variant from a uniform draw ``u`` in [0, 1), by the exact weights."""
+        return self.variants[_pick(self._cumulative, u)]
+
+
+class Allocation(_BucketTable):
     """Variants (control first) with traffic weights, laid out so that ramps never reshuffle.
 
     ``weights`` are fractions summing to 1; ``lanes`` are the fixed fractions of the bucket space
@@ -118,26 +141,13 @@ class Allocation:
         """The same variants and lanes with new weights (a ramp step or a rollback)."""
         return Allocation(self.variants, weights, lanes=self.lanes)
 
-    def variant_at(self, bucket: int) -> str:
-        """The variant that owns ``bucket``."""
-        if not 0 <= bucket < BUCKETS:
-            raise InvalidInput(f"bucket must be in [0, {BUCKETS}), got {bucket}", field="bucket")
-        return self._table[bucket]
-
-    def assign(self, salt: str, unit: str) -> str:
-        """The sticky variant of ``unit`` (see the module docstring for what keeps it)."""
-        return self._table[bucket_of(salt, unit)]
-
-    def draw(self, u: float) -> str:
-        """A per-request variant from a uniform draw ``u`` in [0, 1), by the exact weights."""
-        return self.variants[_pick(self._cumulative, u)]
-
     def __repr__(self) -> str:
         return f"Allocation({list(self.variants)}, {list(self.weights)}, lanes={list(self.lanes)})"
 
 
-class BanditAllocation:
-    """Bandit arms with weights (a policy's allocation), laid out cumulatively over the buckets."""
+class BanditAllocation(_BucketTable):
+    """Bandit arms with weights (a policy's allocation), laid out cumulatively over the buckets;
+    ``assign`` is sticky only until a new allocation moves the unit's bucket."""
 
     def __init__(self, variants: Sequence[str], weights: Iterable[float]) -> None:
         self.variants = _check_variants(variants)
@@ -148,20 +158,6 @@ class BanditAllocation:
             first_after = bisect_left(_MIDPOINTS, end)  # buckets whose midpoint is below ``end``
             table += [name] * (first_after - len(table))
         self._table = tuple(table)
-
-    def variant_at(self, bucket: int) -> str:
-        """The arm that owns ``bucket`` under this allocation."""
-        if not 0 <= bucket < BUCKETS:
-            raise InvalidInput(f"bucket must be in [0, {BUCKETS}), got {bucket}", field="bucket")
-        return self._table[bucket]
-
-    def assign(self, salt: str, unit: str) -> str:
-        """The arm of ``unit``, sticky only until a new allocation moves its bucket."""
-        return self._table[bucket_of(salt, unit)]
-
-    def draw(self, u: float) -> str:
-        """A per-request arm from a uniform draw ``u`` in [0, 1), by the exact weights."""
-        return self.variants[_pick(self._cumulative, u)]
 
     def __repr__(self) -> str:
         return f"BanditAllocation({list(self.variants)}, {list(self.weights)})"

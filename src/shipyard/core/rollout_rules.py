@@ -63,6 +63,7 @@ from shipyard.core.experiment_stats import (
     as_float64,
     shaped_like,
 )
+from shipyard.core.jsonable import jsonable
 from shipyard.errors import InvalidInput
 
 Better = Literal["higher", "lower"]
@@ -214,9 +215,9 @@ class Decision:
             "action": self.action,
             "reasons": list(self.reasons),
             "minimum_met": self.minimum_met,
-            "srm": _jsonable(self.srm),
-            "guardrails": [_jsonable(check) for check in self.guardrails],
-            "primary": None if self.primary is None else _jsonable(self.primary),
+            "srm": jsonable(self.srm),
+            "guardrails": [jsonable(check) for check in self.guardrails],
+            "primary": None if self.primary is None else jsonable(self.primary),
         }
 
 
@@ -264,13 +265,3 @@ def _describe(check: GuardrailCheck) -> str:
         f"excess over the allowed level {check.excess:+.4g} "
         f"[{check.excess_ci_low:+.4g}, {check.excess_ci_high:+.4g}]"
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bool | str) or value is None:
-        return value
-    if isinstance(value, int | float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, tuple | list):
-        return [_jsonable(item) for item in value]
-    return {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}

@@ -93,6 +93,7 @@ from shipyard.core.experiment_stats import (
     srm_check,
     welch_ttest,
 )
+from shipyard.core.jsonable import jsonable
 from shipyard.errors import InvalidInput
 from shipyard.experiments.spec import ABTest, Bandit, Canary, Shadow, variants_of
 from shipyard.experiments.store import Experiment
@@ -849,25 +850,3 @@ def _stacked(
         np.array([s.sum_squares for s in looks]),
         kind,
     )
-
-
-# ---------------------------------------------------------------- JSON
-def jsonable(value: Any) -> Any:
-    """Plain JSON types: NaN and infinities as None, datetimes as ISO 8601."""
-    if isinstance(value, bool | str) or value is None:
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [jsonable(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    raise TypeError(f"cannot make {type(value).__name__} JSON-able")

@@ -25,6 +25,7 @@ from datetime import datetime
 from html import escape
 from pathlib import Path
 
+from shipyard.core.svg import clip, empty_chart, nice_ticks, svg_element
 from shipyard.experiments.analysis import ExperimentAnalysis, MetricResult, TimelinePoint
 
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -340,7 +341,7 @@ def ci_plot(
             f"p = {_p(r.p_value)}, {r.decision}"
         )
         body.append(
-            f'<text x="{_LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(_clip(r.variant))}'
+            f'<text x="{_LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(clip(r.variant, 16))}'
             "</text>"
         )
         if math.isfinite(r.lift):
@@ -444,7 +445,7 @@ def timeline_plot(
             )
         body.append(
             f'<rect x="{left + 4 + 110 * i}" y="4" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{left + 18 + 110 * i}" y="13">{escape(_clip(variant, 14))}</text>'
+            f'<text x="{left + 18 + 110 * i}" y="13">{escape(clip(variant, 14))}</text>'
         )
     return _svg(height, label, body, "timeline")
 
@@ -486,43 +487,16 @@ def _arrow(x: float, y: float, sign: int, colour: str) -> str:
 
 
 def _svg(height: float, label: str, body: list[str], cls: str) -> str:
-    return (
-        f'<svg class="chart {cls}" role="img" '
-        f'width="{WIDTH}" height="{height:.0f}" viewBox="0 0 {WIDTH} {height:.0f}" '
-        f'aria-label="{escape(label)}" font-size="11" fill="{INK}">'
-        f"<title>{escape(label)}</title>{''.join(body)}</svg>"
-    )
+    return svg_element(WIDTH, height, label, body, cls, font_size=11, ink=INK)
 
 
 def _empty(label: str, note: str) -> str:
-    body = [
-        f'<rect x="0.5" y="0.5" width="{WIDTH - 1}" height="59" fill="none" stroke="{GRID}" '
-        'rx="4"/>',
-        f'<text x="{WIDTH / 2}" y="34" text-anchor="middle" fill="{MUTED}">{escape(note)}</text>',
-    ]
-    return _svg(60, f"{label}: {note}", body, "empty")
-
-
-def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
-    """Round ticks covering ``[low, high]`` in steps of 1, 2, 2.5 or 5 times a power of ten."""
-    if high <= low:
-        pad = abs(low) * 0.1 or 0.01
-        low, high = low - pad, high + pad
-    raw = (high - low) / count
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
-    first = math.floor(low / step + 1e-9) * step
-    last = math.ceil(high / step - 1e-9) * step
-    return [round(first + k * step, 12) for k in range(round((last - first) / step) + 1)]
+    return empty_chart(WIDTH, label, note, font_size=11, ink=INK, grid=GRID, muted=MUTED)
 
 
 # ---------------------------------------------------------------- formatting
 def _or(value: float, default: float) -> float:
     return value if math.isfinite(value) else default
-
-
-def _clip(text: str, chars: int = 16) -> str:
-    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 def _when(value: datetime) -> str:

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shipyard.experiments.analysis import BoolArray, FloatArray, jsonable, strings
+from shipyard.core.jsonable import jsonable
+from shipyard.experiments.analysis import BoolArray, FloatArray, strings
 from shipyard.storage.events import PREDICTIONS, EventLog
 
 SHADOW_RTOL = 1e-9

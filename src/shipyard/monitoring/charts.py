@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any, NamedTuple
 
+from shipyard.core.svg import clip, empty_chart, nice_ticks, svg_element
+
 REFERENCE_COLOUR = "#0072B2"
 CURRENT_COLOUR = "#D55E00"
 TEXT_COLOUR = "#1f2937"
@@ -61,48 +63,18 @@ def short_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
-    """Round tick values covering ``[low, high]`` with about ``count`` steps of 1, 2, 2.5 or 5
-    times a power of ten; the first and last ticks bound the range."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return [0.0, 1.0]
-    if high <= low:
-        pad = abs(low) * 0.05 or 0.5
-        low, high = low - pad, high + pad
-    raw = (high - low) / count
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
-    first = math.floor(low / step + 1e-9) * step
-    last = math.ceil(high / step - 1e-9) * step
-    steps = round((last - first) / step)
-    return [round(first + k * step, 12) for k in range(steps + 1)]
-
-
 def _share_label(share: float) -> str:
     return f"{share:.0%}" if share >= 0.1 or share == 0 else f"{share:.1%}"
 
 
-def _clip(text: str, chars: int = _LABEL_CHARS) -> str:
-    return text if len(text) <= chars else text[: chars - 1] + "…"
-
-
 def _svg(width: float, height: float, label: str, body: list[str], cls: str) -> str:
-    return (
-        f'<svg class="chart {cls}" role="img" '
-        f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
-        f'aria-label="{escape(label)}" font-size="10" fill="{TEXT_COLOUR}">'
-        f"<title>{escape(label)}</title>{''.join(body)}</svg>"
-    )
+    return svg_element(width, height, label, body, cls, font_size=10, ink=TEXT_COLOUR)
 
 
 def _empty(label: str, note: str) -> str:
-    body = [
-        f'<rect x="0.5" y="0.5" width="{WIDTH - 1}" height="59" fill="none" '
-        f'stroke="{GRID_COLOUR}" rx="4"/>',
-        f'<text x="{WIDTH / 2}" y="34" text-anchor="middle" fill="{MUTED_COLOUR}">'
-        f"{escape(note)}</text>",
-    ]
-    return _svg(WIDTH, 60, f"{label}: {note}", body, "empty")
+    return empty_chart(
+        WIDTH, label, note, font_size=10, ink=TEXT_COLOUR, grid=GRID_COLOUR, muted=MUTED_COLOUR
+    )
 
 
 def _legend(x: float, y: float, reference_n: int, current_n: int) -> str:
@@ -241,7 +213,7 @@ def _categorical(
         )
         body.append(
             f'<text class="category" x="{label_w}" y="{y0 + 15}" text-anchor="end">'
-            f"<title>{escape(name)}</title>{escape(_clip(name))}</text>"
+            f"<title>{escape(name)}</title>{escape(clip(name, _LABEL_CHARS))}</text>"
         )
         for dy, share, colour, cls in (
             (2.0, r_share, REFERENCE_COLOUR, "ref"),

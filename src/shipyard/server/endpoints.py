@@ -414,7 +414,9 @@ class Endpoint:
                     self.load_error,
                 )
                 return False
-            routing = Routing(state, runners, versions)
+            counter = self.metrics.variant_requests
+            requests = {name: counter.labels(self.name, name) for name in runners}
+            routing = Routing(state, runners, versions, requests)
             self.routing = routing
             self.load_error = None
             logger.info(

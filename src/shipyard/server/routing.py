@@ -46,9 +46,14 @@ class Routing:
     """A deployment's variants and how requests are split between them."""
 
     def __init__(
-        self, state: DeploymentState, runners: dict[str, ModelRunner], versions: dict[str, int]
+        self,
+        state: DeploymentState,
+        runners: dict[str, ModelRunner],
+        versions: dict[str, int],
+        requests: dict[str, Any],
     ) -> None:
         self.state = state
+        self.requests = requests  # each variant's request counter, looked up once
         self.revision = state.revision
         self.versions = versions  # each variant's model URI resolved to a version number
         self.runners = runners  # by variant name

@@ -127,7 +127,7 @@ class ServerState:
     ) -> None:
         """After a routed answer: count the variant, log the prediction with it, mirror the
         request to the shadows."""
-        self.metrics.variant_requests.labels(endpoint.name, assigned.variant).inc()
+        routing.requests[assigned.variant].inc()
         predictions = self.predictions
         if predictions.logs(endpoint.name):
             predictions.log(
