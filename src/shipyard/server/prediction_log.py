@@ -111,7 +111,6 @@ class _Policy:
 
     name: str
     rate: float
-    sampling: bool  # rate < 1
     drop: frozenset[str]
     hash: frozenset[str]
     dropped_full: Any
@@ -131,7 +130,6 @@ class _Policy:
         return cls(
             name,
             config.sample_rate,
-            config.sample_rate < 1.0,
             frozenset(config.drop),
             frozenset(config.hash),
             dropped.labels(name, "queue_full"),
@@ -197,7 +195,7 @@ class PredictionLog:
             request_id = answer_headers[REQUEST_ID_HEADER] = (
                 f"{self._id_prefix}{next(self._id_count)}"
             )
-        if policy.sampling and not sampled(request_id, policy.rate):
+        if policy.rate < 1.0 and not sampled(request_id, policy.rate):
             return
         self._queue(policy, batch, prediction, request_id, header(UNIT_HEADER), started, None)
 
@@ -213,7 +211,7 @@ class PredictionLog:
     ) -> None:
         """Queue one answer whose ids the transport has resolved (gRPC)."""
         policy = self._policies.get(endpoint)
-        if policy is not None and (not policy.sampling or sampled(request_id, policy.rate)):
+        if policy is not None and (policy.rate >= 1.0 or sampled(request_id, policy.rate)):
             self._queue(policy, batch, prediction, request_id, unit_key, started, variant)
 
     def new_request_id(self) -> str:
